@@ -1,0 +1,104 @@
+"""Personal cadence: how overdue is a customer against their own rhythm?
+
+Gaps between a customer's orders are modelled as log-normal. The customer's
+own running mean and variance of log-gaps are shrunk towards a population
+prior (learned online from customers' first gaps), so one-time buyers and new
+customers get the population's expectation and regular customers their own.
+
+A customer may also have left for good. With a beta-geometric drop-out prior
+(each purchase cycle ends the relationship with probability ``p``, smaller the
+more often the customer came back), the probability of *no purchase in the
+next H days* after a silence of ``t`` days is
+
+    P = (p + (1 - p) S(t + H)) / (p + (1 - p) S(t))
+
+where ``S`` is the survival function of the personal gap distribution. It is
+the rule-based churn probability the engine starts from before its model has
+learned anything, and a feature for that model after.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+from detectors.estimators import VarState, variance
+
+SQRT2 = math.sqrt(2.0)
+MIN_SIGMA = 0.3
+"""Floor on the log-gap spread: nobody is perfectly regular."""
+
+
+class Cadence(NamedTuple):
+    """A customer's expected rhythm: log-gap mean and spread, and drop-out chance per cycle."""
+
+    mu: float
+    sigma: float
+    dropout: float
+    own_gaps: int
+
+    @property
+    def usual_gap_days(self) -> float:
+        """Median gap between orders, in days."""
+        return math.exp(self.mu)
+
+
+def cadence(
+    gaps: VarState,
+    prior_mu: float,
+    prior_var: float,
+    prior_strength: float,
+    n_orders: int,
+    dropout_a: float = 1.0,
+    dropout_b: float = 3.0,
+) -> Cadence:
+    """Posterior cadence from a customer's own log-gaps and the population prior.
+
+    >>> c = cadence((0.0, 0.0, 0.0), math.log(30), 1.0, 2.0, n_orders=1)
+    >>> round(c.usual_gap_days), round(c.sigma, 2), c.dropout
+    (30, 1.0, 0.25)
+    >>> c = cadence((10.0, math.log(7), 0.5), math.log(30), 1.0, 2.0, n_orders=11)
+    >>> round(c.usual_gap_days), round(c.dropout, 3)
+    (9, 0.071)
+    """
+    n, m = gaps[0], gaps[1]
+    k = prior_strength
+    mu = (n * m + k * prior_mu) / (n + k)
+    spread = (n - 1) * variance(gaps) if n > 1 else 0.0
+    var = (spread + k * prior_var + (n * k / (n + k)) * (m - prior_mu) ** 2) / (n + k)
+    returns = max(n_orders - 1, 0)
+    dropout = dropout_a / (dropout_a + dropout_b + returns)
+    return Cadence(mu, max(math.sqrt(var), MIN_SIGMA), dropout, int(n))
+
+
+def survival(days: float, c: Cadence) -> float:
+    """P(next gap > ``days``) under the log-normal gap model.
+
+    >>> c = Cadence(math.log(30), 0.5, 0.1, 5)
+    >>> round(survival(30, c), 3), survival(0, c)
+    (0.5, 1.0)
+    """
+    if days <= 0:
+        return 1.0
+    z = (math.log(days) - c.mu) / c.sigma
+    return 0.5 * math.erfc(z / SQRT2)
+
+
+def p_no_purchase(silence_days: float, horizon_days: float, c: Cadence) -> float:
+    """Probability of no purchase in the next ``horizon_days`` after ``silence_days`` of silence.
+
+    >>> c = Cadence(math.log(30), 0.5, 0.1, 5)
+    >>> [round(p_no_purchase(t, 90, c), 2) for t in (0, 30, 90, 180)]
+    [0.11, 0.19, 0.89, 1.0]
+    """
+    p = c.dropout
+    s_now = survival(silence_days, c)
+    s_later = survival(silence_days + horizon_days, c)
+    num = p + (1.0 - p) * s_later
+    den = p + (1.0 - p) * s_now
+    return min(max(num / den, 1e-6), 1.0 - 1e-6)
+
+
+def overdue_ratio(silence_days: float, c: Cadence) -> float:
+    """Silence as a multiple of the usual gap."""
+    return silence_days / c.usual_gap_days

@@ -1,0 +1,119 @@
+"""The engine's frozen configuration: every tunable in one validated object."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import msgspec
+
+from detectors.errors import ConfigError
+
+Positive = Annotated[float, msgspec.Meta(gt=0)]
+Share = Annotated[float, msgspec.Meta(ge=0, le=1)]
+
+DAY_MS = 86_400_000
+HOUR_MS = 3_600_000
+
+
+class EngineConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Settings of the scoring engine. Durations are in days unless named otherwise.
+
+    >>> EngineConfig().horizon_days
+    90.0
+    >>> EngineConfig.from_mapping({"horizon_days": 60}).snapshot_interval_ms // DAY_MS
+    20
+    """
+
+    horizon_days: Positive = 90.0
+    """Churn horizon: the label is 1 when no purchase follows within it."""
+
+    # risk levels: thresholds on the calibrated score, entered at >=, left below (t - hysteresis)
+    medium: Share = 0.5
+    high: Share = 0.7
+    critical: Share = 0.85
+    hysteresis: Share = 0.05
+    cooldown_days: Positive = 7.0
+    """Least time between two alerts of one customer, except escalation to critical
+    and resolution on a returning order."""
+    value_tier_quantile: Share = 0.9
+    """Customers above this quantile of 12-month spend count as high value."""
+
+    # personal cadence
+    prior_gap_days: Positive = 45.0
+    """Starting population prior of the gap between orders (learned online after)."""
+    prior_strength: Positive = 2.0
+    """How many gaps the population prior weighs against a customer's own."""
+    sweep_overdue_ratios: tuple[float, ...] = (1.5, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0)
+    """Re-evaluate a silent customer when silence reaches these multiples of the usual gap."""
+    max_sweep_interval_days: Positive = 14.0
+    """A customer with open issues is re-evaluated at least this often."""
+    inactive_after_days: Positive = 730.0
+    """Silent this long: no more sweeps (the customer is gone)."""
+
+    # learning
+    snapshot_interval_days: float = 0.0
+    """Least time between two training snapshots of a customer (0: horizon / 3)."""
+    max_pending_snapshots: Annotated[int, msgspec.Meta(ge=1, le=8)] = 3
+    model_min_labels: Annotated[int, msgspec.Meta(ge=0)] = 200
+    """Labels before the global model gets any say; rules alone before."""
+    model_ramp_labels: Annotated[int, msgspec.Meta(ge=1)] = 2000
+    """Labels over which the model's share grows from 0 to its full weight."""
+    model_max_weight: Share = 0.8
+    learning_rate: Positive = 0.02
+    calibration_rate: Positive = 0.01
+
+    # service and engagement signals
+    response_sla_hours: Positive = 48.0
+    unpaid_after_days: Positive = 3.0
+    signal_half_life_days: Positive = 60.0
+    """Half-life of complaint, return and cancellation counts."""
+    visit_short_days: Positive = 14.0
+    visit_long_days: Positive = 90.0
+
+    # hygiene
+    dedupe_window: Annotated[int, msgspec.Meta(ge=0, le=64)] = 16
+    max_open_tickets: Annotated[int, msgspec.Meta(ge=1, le=32)] = 8
+
+    def __post_init__(self) -> None:
+        if not self.medium < self.high < self.critical:
+            raise ConfigError("levels must satisfy medium < high < critical")
+        if self.hysteresis >= self.medium:
+            raise ConfigError("hysteresis must be below the medium threshold")
+        if not self.sweep_overdue_ratios or list(self.sweep_overdue_ratios) != sorted(
+            self.sweep_overdue_ratios
+        ):
+            raise ConfigError("sweep_overdue_ratios must be a non-empty ascending list")
+
+    @classmethod
+    def from_mapping(cls, data: dict[str, Any]) -> EngineConfig:
+        """Validate a mapping (from TOML, env, flags) into a config; :class:`ConfigError` if bad."""
+        try:
+            return msgspec.convert(data, cls, strict=False)
+        except (msgspec.ValidationError, TypeError) as exc:
+            raise ConfigError(f"invalid engine setting: {exc}") from None
+
+    @property
+    def horizon_ms(self) -> int:
+        return int(self.horizon_days * DAY_MS)
+
+    @property
+    def snapshot_interval_ms(self) -> int:
+        days = self.snapshot_interval_days or self.horizon_days / 3
+        return int(days * DAY_MS)
+
+    def level_of(self, score: float, current: int) -> int:
+        """Risk level 0..3 for ``score``, with hysteresis around the current level.
+
+        >>> c = EngineConfig()
+        >>> c.level_of(0.72, 0), c.level_of(0.66, 2), c.level_of(0.64, 2)
+        (2, 2, 1)
+        """
+        thresholds = (self.medium, self.high, self.critical)
+        level = 0
+        for i, t in enumerate(thresholds, start=1):
+            if score >= (t - self.hysteresis if i <= current else t):
+                level = i
+        return level
+
+
+LEVELS = ("low", "medium", "high", "critical")

@@ -1,0 +1,305 @@
+"""The engine: one shard's state, model and clock; events and sweeps in, alerts out.
+
+Drivers (replay, the Faust worker, tests) own the transport. They call
+:meth:`Shard.advance` with the clock (event time in replay and backfill, the
+wall clock live) and :meth:`Shard.process` with each decoded event, and store
+whatever the shard writes to its ``store`` mapping.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator, MutableMapping
+from typing import NamedTuple
+
+from detectors.alerts import Alert, make_alert, transition
+from detectors.cadence import cadence
+from detectors.config import DAY_MS, HOUR_MS, EngineConfig
+from detectors.events import Event
+from detectors.ingest import StateUpdater, net_value, new_state
+from detectors.model import ShardModel
+from detectors.partition import partition_for
+from detectors.playbook import Playbook
+from detectors.profile import Profile, features, pack, profile, unpack
+from detectors.reasons import Reason, detect, rule_logit
+from detectors.schedule import DueIndex
+from detectors.state import CustomerState, Snapshot
+
+SWEEP = "sweep"
+
+
+class Assessment(NamedTuple):
+    """A customer's risk at one moment."""
+
+    score: float
+    reasons: list[Reason]
+    features: list[float]
+    rule_logit: float
+    profile: Profile
+
+
+class BytesStore(MutableMapping[str, CustomerState]):
+    """Customer states kept serialised, as a RocksDB-backed table keeps them.
+
+    Memory per customer is the state's byte size; every read decodes.
+    """
+
+    def __init__(self) -> None:
+        self._data: dict[str, bytes] = {}
+
+    def __getitem__(self, key: str) -> CustomerState:
+        return CustomerState.from_bytes(self._data[key])
+
+    def __setitem__(self, key: str, value: CustomerState) -> None:
+        self._data[key] = value.to_bytes()
+
+    def __delitem__(self, key: str) -> None:
+        del self._data[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def raw(self, key: str) -> bytes:
+        return self._data[key]
+
+
+class Shard:
+    """The engine for one partition's customers."""
+
+    def __init__(
+        self,
+        config: EngineConfig | None = None,
+        playbook: Playbook | None = None,
+        store: MutableMapping[str, CustomerState] | None = None,
+        model: ShardModel | None = None,
+    ) -> None:
+        self.cfg = config or EngineConfig()
+        self.playbook = playbook or Playbook()
+        self.store: MutableMapping[str, CustomerState] = store if store is not None else {}
+        self.model = model or ShardModel(self.cfg)
+        self.updater = StateUpdater(self.cfg)
+        self.due = DueIndex()
+        self.clock = 0
+        self.counts: Counter[str] = Counter()
+        for key, state in self.store.items():
+            self.due.schedule(key, state.next_due)
+
+    # drivers' entry points -----------------------------------------------------
+
+    def advance(self, now: int) -> list[Alert]:
+        """Move the clock to ``now`` and re-evaluate every customer due by then."""
+        if now > self.clock:
+            self.clock = now
+        alerts: list[Alert] = []
+        for key in self.due.pop_due(self.clock):
+            state = self.store.get(key)
+            if state is None:
+                continue
+            when = max(state.next_due, state.last_ts)
+            self.counts["swept"] += 1
+            self._label_expired(state, when)
+            alerts.extend(self._evaluate(key, state, when, SWEEP, recovered=False))
+            self._reschedule(key, state, when)
+            self.store[key] = state
+        return alerts
+
+    def process(self, event: Event) -> list[Alert]:
+        """Fold one event into its customer's state and return the alerts it causes."""
+        key = event.customer_id
+        state = self.store.get(key)
+        ts = event.ts
+        assert isinstance(ts, int)  # noqa: S101 - the decoder normalises ts
+        if state is None:
+            state = new_state(ts)
+            self.counts["customers"] += 1
+        change = self.updater.apply(state, event)
+        if change.duplicate:
+            self.counts["duplicates"] += 1
+            return []
+        self.counts["events"] += 1
+        now = max(ts, state.last_ts)
+        if change.first_gap_days:
+            self.model.observe_first_gap(change.first_gap_days)
+        if change.purchase:
+            self._label_on_purchase(state, ts)
+        if change.outcome:
+            self._label_all(state, 1 if change.outcome == 1 else 0)
+        alerts = self._evaluate(key, state, now, event.event_id, recovered=change.purchase)
+        if change.purchase:
+            self.model.observe_value(alerts[-1].customer_value if alerts else net_value(state, now))
+        self._reschedule(key, state, now)
+        self.store[key] = state
+        return alerts
+
+    def assess(self, key: str, now: int) -> Assessment | None:
+        """Score one customer as of ``now`` without changing anything."""
+        state = self.store.get(key)
+        return None if state is None else self._assess(state, now)
+
+    def customers(self) -> Iterator[str]:
+        return iter(self.store)
+
+    # internals -----------------------------------------------------------------
+
+    def _assess(self, s: CustomerState, now: int) -> Assessment:
+        p = profile(s, now, self.cfg, self.model.population())
+        reasons = detect(s, p)
+        x = features(s, p)
+        rl = rule_logit(p, reasons)
+        return Assessment(self.model.score(x, rl), reasons, x, rl, p)
+
+    def _evaluate(
+        self, key: str, s: CustomerState, now: int, trigger: str, recovered: bool
+    ) -> list[Alert]:
+        a = self._assess(s, now)
+        self._maybe_snapshot(s, now, a)
+        s.score = round(a.score, 6)
+        explained = any(r.weight > 0 for r in a.reasons)
+        kind, level = transition(s, a.score, explained, now, recovered, self.cfg)
+        if kind is None:
+            return []
+        previous = s.level
+        s.level, s.level_ts, s.last_alert_ts = level, now, now
+        s.alert_seq += 1
+        s.alert_open = kind != "resolved"
+        self.counts[f"alerts_{kind}"] += 1
+        shown = a.reasons if kind != "resolved" else []
+        return [
+            make_alert(
+                customer_id=key,
+                seq=s.alert_seq,
+                kind=kind,
+                level=level,
+                previous=previous,
+                score=a.score,
+                as_of=now,
+                reasons=shown,
+                actions=self.playbook.actions(shown, level) if shown else [],
+                value=a.profile.value,
+                model_version=self.model.version,
+                trigger=trigger,
+            )
+        ]
+
+    def _maybe_snapshot(self, s: CustomerState, now: int, a: Assessment) -> None:
+        cfg = self.cfg
+        if s.outcome or len(s.snapshots) >= cfg.max_pending_snapshots:
+            return
+        if s.snapshots and now - s.snapshots[-1].ts < cfg.snapshot_interval_ms:
+            return
+        if a.profile.silence_days > cfg.horizon_days * 2:
+            return  # long gone: its labels would teach nothing new
+        s.snapshots = (*s.snapshots, Snapshot(now, pack(a.features), round(a.rule_logit, 6)))
+
+    def _learn(self, snap: Snapshot, y: int) -> None:
+        self.model.learn(unpack(snap.features), snap.rule_logit, y)
+        self.counts[f"labels_{y}"] += 1
+
+    def _label_on_purchase(self, s: CustomerState, ts: int) -> None:
+        horizon = self.cfg.horizon_ms
+        keep = []
+        for snap in s.snapshots:
+            if snap.ts >= ts:
+                keep.append(snap)
+            else:
+                self._learn(snap, 0 if ts <= snap.ts + horizon else 1)
+        s.snapshots = tuple(keep)
+
+    def _label_expired(self, s: CustomerState, now: int) -> None:
+        horizon = self.cfg.horizon_ms
+        if s.snapshots and s.snapshots[0].ts + horizon <= now:
+            keep = []
+            for snap in s.snapshots:
+                if snap.ts + horizon <= now:
+                    self._learn(snap, 1)
+                else:
+                    keep.append(snap)
+            s.snapshots = tuple(keep)
+
+    def _label_all(self, s: CustomerState, y: int) -> None:
+        for snap in s.snapshots:
+            self._learn(snap, y)
+        s.snapshots = ()
+
+    def _reschedule(self, key: str, s: CustomerState, now: int) -> None:
+        s.next_due = next_due(s, now, self.cfg, self.model)
+        self.due.schedule(key, s.next_due)
+
+
+def next_due(s: CustomerState, now: int, cfg: EngineConfig, model: ShardModel) -> int:
+    """When the customer next needs a look if nothing else happens (0: never).
+
+    Cadence checkpoints at multiples of the usual gap, a fortnightly look while
+    overdue or alerted, ticket and payment deadlines, and snapshot labels.
+    """
+    cands: list[int] = []
+    if s.snapshots:
+        cands.append(s.snapshots[0].ts + cfg.horizon_ms)
+    base = s.last_order_ts or s.first_ts
+    silence = now - base
+    if s.outcome != 1 and silence < cfg.inactive_after_days * DAY_MS:
+        pop = model.population()
+        c = cadence(s.order_gap, pop.gap_mu, pop.gap_var, cfg.prior_strength, s.n_orders)
+        gap = c.usual_gap_days * DAY_MS
+        for r in cfg.sweep_overdue_ratios:
+            t = base + int(r * gap)
+            if t > now:
+                cands.append(t)
+                break
+        periodic = now + int(cfg.max_sweep_interval_days * DAY_MS)
+        if s.alert_open or s.open_tickets or s.unpaid or silence >= gap:
+            cands.append(periodic)
+        sla = int(cfg.response_sla_hours * HOUR_MS)
+        for ticket in s.open_tickets:
+            if not ticket.responded_ts and ticket.opened_ts + sla > now:
+                cands.append(ticket.opened_ts + sla + 1)
+        unpaid_after = int(cfg.unpaid_after_days * DAY_MS)
+        for _, ts in s.unpaid:
+            if ts + unpaid_after > now:
+                cands.append(ts + unpaid_after + 1)
+    return min(cands) if cands else 0
+
+
+class Engine:
+    """Shards the customers by Kafka's partitioner, exactly as the topics do."""
+
+    def __init__(
+        self,
+        config: EngineConfig | None = None,
+        playbook: Playbook | None = None,
+        partitions: int = 1,
+        store_factory: type[MutableMapping[str, CustomerState]] | None = None,
+    ) -> None:
+        self.cfg = config or EngineConfig()
+        self.partitions = partitions
+        make = store_factory or dict
+        self.shards = [Shard(self.cfg, playbook, store=make()) for _ in range(partitions)]
+
+    def shard_of(self, customer_id: str) -> Shard:
+        if self.partitions == 1:
+            return self.shards[0]
+        return self.shards[partition_for(customer_id, self.partitions)]
+
+    def feed(self, event: Event) -> list[Alert]:
+        """Event-time clock: sweep the event's shard up to the event, then apply it."""
+        shard = self.shard_of(event.customer_id)
+        ts = event.ts
+        assert isinstance(ts, int)  # noqa: S101
+        alerts = shard.advance(ts)
+        alerts.extend(shard.process(event))
+        return alerts
+
+    def advance_all(self, now: int) -> list[Alert]:
+        alerts: list[Alert] = []
+        for shard in self.shards:
+            alerts.extend(shard.advance(now))
+        return alerts
+
+    def counts(self) -> Counter[str]:
+        total: Counter[str] = Counter()
+        for shard in self.shards:
+            total.update(shard.counts)
+        return total

@@ -1,0 +1,199 @@
+"""A customer's derived numbers at one moment, and the model's feature vector from them."""
+
+from __future__ import annotations
+
+import math
+from array import array
+from typing import NamedTuple
+
+from detectors.cadence import Cadence, cadence, p_no_purchase, survival
+from detectors.config import DAY_MS, HOUR_MS, EngineConfig
+from detectors.estimators import decay, mean
+from detectors.ingest import net_value
+from detectors.state import CustomerState
+
+
+class Population(NamedTuple):
+    """What the shard knows of all its customers, used as priors."""
+
+    gap_mu: float
+    gap_var: float
+    high_value: float
+    """12-month spend above which a customer is high value."""
+
+
+class Profile(NamedTuple):
+    """Numbers derived from a state at ``now``; every detector and feature reads these."""
+
+    now: int
+    silence_days: float
+    """Days since the last order (since first seen for a customer who never ordered)."""
+    cadence: Cadence
+    overdue: float
+    survival: float
+    p_cadence: float
+    p_cadence_fresh: float
+    """The same probability right after a purchase: the customer's baseline."""
+    value: float
+    high_value: bool
+    tenure_days: float
+    visit_silence_days: float
+    visit_ratio: float
+    """Recent visit rate over the long-run rate (1: steady, <1: thinning out)."""
+    spend_change: float
+    """Recent basket over the usual basket, minus one."""
+    spend_fell: bool
+    unpaid_overdue: int
+    open_count: int
+    oldest_open_days: float
+    unanswered: int
+    """Open tickets past the response SLA without a first response."""
+    unresolved_severe: int
+    complaints_service: float
+    complaints_price: float
+    complaints_product: float
+    returns: float
+    cancels: float
+    reopened: float
+
+
+def _logit(p: float) -> float:
+    return math.log(p / (1.0 - p))
+
+
+def profile(s: CustomerState, now: int, cfg: EngineConfig, pop: Population) -> Profile:
+    """Derive a customer's profile as of ``now`` (read-only on ``s``)."""
+    since = s.last_order_ts or s.first_ts
+    silence = max(now - since, 0) / DAY_MS
+    c = cadence(s.order_gap, pop.gap_mu, pop.gap_var, cfg.prior_strength, s.n_orders)
+    p = p_no_purchase(silence, cfg.horizon_days, c)
+    p0 = p_no_purchase(0.0, cfg.horizon_days, c)
+    value = net_value(s, now)
+    dt = now - s.signals_ts
+    h = cfg.signal_half_life_days * DAY_MS
+    short = decay(s.visits_short, dt, cfg.visit_short_days * DAY_MS) / cfg.visit_short_days
+    long_ = decay(s.visits_long, dt, cfg.visit_long_days * DAY_MS) / cfg.visit_long_days
+    sla = cfg.response_sla_hours * HOUR_MS
+    unanswered = severe = 0
+    oldest = 0.0
+    for t in s.open_tickets:
+        age = now - t.opened_ts
+        oldest = max(oldest, age / DAY_MS)
+        if not t.responded_ts and age > sla:
+            unanswered += 1
+        if t.severity >= 2 and age > sla:
+            severe += 1
+    unpaid_after = cfg.unpaid_after_days * DAY_MS
+    return Profile(
+        now=now,
+        silence_days=silence,
+        cadence=c,
+        overdue=silence / c.usual_gap_days,
+        survival=survival(silence, c),
+        p_cadence=p,
+        p_cadence_fresh=p0,
+        value=value,
+        high_value=value > 0 and value >= pop.high_value,
+        tenure_days=max(now - s.first_ts, 0) / DAY_MS,
+        visit_silence_days=max(now - (s.last_visit_ts or s.first_ts), 0) / DAY_MS,
+        visit_ratio=(short + 1e-3) / (long_ + 1e-3) if s.n_visits >= 3 else 1.0,
+        spend_change=math.expm1(s.spend_recent - mean(s.spend)) if s.n_orders >= 3 else 0.0,
+        spend_fell=bool(s.spend_drift_ts) and now - s.spend_drift_ts < cfg.horizon_ms,
+        unpaid_overdue=sum(1 for _, ts in s.unpaid if now - ts > unpaid_after),
+        open_count=len(s.open_tickets),
+        oldest_open_days=oldest,
+        unanswered=unanswered,
+        unresolved_severe=severe,
+        complaints_service=decay(s.complaints_service, dt, h),
+        complaints_price=decay(s.complaints_price, dt, h),
+        complaints_product=decay(s.complaints_product, dt, h),
+        returns=decay(s.returns, dt, h),
+        cancels=decay(s.cancels, dt, h),
+        reopened=decay(s.reopened, dt, h),
+    )
+
+
+FEATURES = (
+    "cadence_logit",
+    "log_survival",
+    "log_silence",
+    "log_overdue",
+    "log_orders",
+    "own_gaps",
+    "log_tenure",
+    "log_value",
+    "high_value",
+    "spend_change",
+    "spend_fell",
+    "discount_share",
+    "visit_trend",
+    "log_visit_silence",
+    "visits_since_order",
+    "carts_since_order",
+    "inquiries_since_order",
+    "unpaid",
+    "cancels",
+    "returns",
+    "open_tickets",
+    "log_oldest_open",
+    "unanswered",
+    "unresolved_severe",
+    "reopened",
+    "complaints_service",
+    "complaints_price",
+    "complaints_product",
+    "dissatisfaction",
+    "sentiment",
+    "log_response_hours",
+)
+"""Names of the global model's inputs, in the order of :func:`features`."""
+
+
+def features(s: CustomerState, p: Profile) -> list[float]:
+    """The model's feature vector (ordered as :data:`FEATURES`)."""
+    return [
+        _logit(p.p_cadence),
+        math.log(max(p.survival, 1e-9)),
+        math.log1p(p.silence_days),
+        math.log(max(p.overdue, 1e-3)),
+        math.log1p(s.n_orders),
+        min(p.cadence.own_gaps, 20) / 20.0,
+        math.log1p(p.tenure_days),
+        math.log1p(p.value),
+        1.0 if p.high_value else 0.0,
+        max(min(p.spend_change, 3.0), -1.0),
+        1.0 if p.spend_fell else 0.0,
+        s.discount_share,
+        math.log(p.visit_ratio),
+        math.log1p(p.visit_silence_days),
+        math.log1p(s.visits_since_order),
+        math.log1p(s.carts_since_order),
+        math.log1p(s.inquiries_since_order),
+        float(p.unpaid_overdue),
+        p.cancels,
+        p.returns,
+        float(p.open_count),
+        math.log1p(p.oldest_open_days),
+        float(p.unanswered),
+        float(p.unresolved_severe),
+        p.reopened,
+        p.complaints_service,
+        p.complaints_price,
+        p.complaints_product,
+        (3.0 - s.satisfaction) / 2.0 if s.satisfaction else 0.0,
+        s.sentiment,
+        math.log1p(s.response_hours),
+    ]
+
+
+def pack(values: list[float]) -> bytes:
+    """Features as packed float32, the compact form kept in pending snapshots.
+
+    >>> unpack(pack([0.5, -2.0]))
+    [0.5, -2.0]
+    """
+    return array("f", values).tobytes()
+
+
+def unpack(data: bytes) -> list[float]:
+    return array("f", data).tolist()

@@ -1,0 +1,133 @@
+"""Per-customer state: one compact, versioned value with an exact byte round trip.
+
+The same object lives in replay's dict, in a Faust table and in tests. It holds
+plain numbers only: the state of the customer's River estimators (see
+:mod:`detectors.estimators`), decayed signal counters, open tickets, pending
+training snapshots and the alert lifecycle. Times are epoch milliseconds;
+0 means "never".
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+STATE_VERSION = 1
+
+
+class OpenTicket(msgspec.Struct, array_like=True, gc=False):
+    """A ticket not yet resolved: id hash, opened, first response (0: none), severity 0..3."""
+
+    key: int
+    opened_ts: int
+    responded_ts: int = 0
+    severity: int = 1
+    category: str = "other"
+    reopened: bool = False
+
+
+class Snapshot(msgspec.Struct, array_like=True, gc=False):
+    """Features taken at ``ts``, waiting for their delayed label (float32, packed)."""
+
+    ts: int
+    features: bytes
+    rule_logit: float
+
+
+class CustomerState(msgspec.Struct, array_like=True, kw_only=True):
+    """Everything the engine keeps about one customer.
+
+    >>> s = CustomerState(first_ts=1, last_ts=1)
+    >>> CustomerState.from_bytes(s.to_bytes()) == s
+    True
+    """
+
+    v: int = STATE_VERSION
+    first_ts: int
+    last_ts: int
+    last_order_ts: int = 0
+    first_order_ts: int = 0
+    last_visit_ts: int = 0
+    n_orders: int = 0
+    n_visits: int = 0
+    n_tickets: int = 0
+
+    # River running statistics, stored as (n, mean, M2) and loaded into shared estimators
+    order_gap: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    """log(days) between orders: the personal purchase cadence."""
+    visit_gap: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    """log(days) between visits: the personal visit cadence."""
+    spend: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    """log(1 + amount) of paid orders: the spend baseline."""
+    spend_recent: float = 0.0
+    """Exponentially weighted log(1 + amount) of recent orders."""
+    spend_drift: tuple[float, float, float, float, float, float] = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+    """Page-Hinkley state on spend: n, mean, sum_inc, sum_dec, min_inc, max_dec."""
+    spend_drift_ts: int = 0
+    """When the drift detector last fired (basket value shift down)."""
+    discount_share: float = 0.0
+    """Exponentially weighted share of orders bought with a discount."""
+
+    # trailing 12-month net spend in monthly buckets (30-day months since epoch)
+    value_month: int = 0
+    value_buckets: tuple[float, ...] = ()
+
+    # decayed signal counters, all decayed to ``signals_ts``
+    signals_ts: int = 0
+    visits_short: float = 0.0
+    visits_long: float = 0.0
+    complaints_service: float = 0.0
+    complaints_price: float = 0.0
+    complaints_product: float = 0.0
+    returns: float = 0.0
+    cancels: float = 0.0
+    reopened: float = 0.0
+
+    # since the last order
+    visits_since_order: int = 0
+    carts_since_order: int = 0
+    inquiries_since_order: int = 0
+
+    # service
+    open_tickets: tuple[OpenTicket, ...] = ()
+    response_hours: float = 0.0
+    """Exponentially weighted hours to first response."""
+    satisfaction: float = 0.0
+    """Exponentially weighted satisfaction 1..5 (0: never rated)."""
+    last_satisfaction: int = 0
+    sentiment: float = 0.0
+    n_sentiment: int = 0
+
+    # orders placed and not yet paid: (order id hash, placed ts)
+    unpaid: tuple[tuple[int, int], ...] = ()
+    recent_orders: tuple[int, ...] = ()
+    """Hashes of recent order ids, to count each order once."""
+    recent_events: tuple[int, ...] = ()
+    """Hashes of recent event ids, to drop redeliveries."""
+
+    # learning and alerting
+    snapshots: tuple[Snapshot, ...] = ()
+    outcome: int = 0
+    """Explicit outcome: 0 none, 1 churned, 2 retained."""
+    level: int = 0
+    level_ts: int = 0
+    last_alert_ts: int = 0
+    alert_seq: int = 0
+    alert_open: bool = False
+    score: float = 0.0
+    next_due: int = 0
+
+    def to_bytes(self) -> bytes:
+        """Serialise compactly (MessagePack array)."""
+        return _encoder.encode(self)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> CustomerState:
+        """Inverse of :meth:`to_bytes`; rejects other state versions."""
+        state = _decoder.decode(data)
+        if state.v != STATE_VERSION:
+            raise ValueError(f"customer state version {state.v} is not {STATE_VERSION}")
+        return state
+
+
+_encoder = msgspec.msgpack.Encoder()
+_decoder = msgspec.msgpack.Decoder(CustomerState)

@@ -1,0 +1,1 @@
+"""Transport for churnwatch: Faust app, topics, agents, timers, metrics, CLI, simulator."""
