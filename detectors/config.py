@@ -45,6 +45,8 @@ class EngineConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     """How many gaps the population prior weighs against a customer's own."""
     sweep_overdue_ratios: tuple[float, ...] = (1.5, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0)
     """Re-evaluate a silent customer when silence reaches these multiples of the usual gap."""
+    min_sweep_interval_days: Positive = 1.0
+    """Least time between two cadence checkpoints of one customer."""
     max_sweep_interval_days: Positive = 14.0
     """A customer with open issues is re-evaluated at least this often."""
     inactive_after_days: Positive = 730.0

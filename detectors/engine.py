@@ -13,7 +13,7 @@ from collections.abc import Iterator, MutableMapping
 from typing import NamedTuple
 
 from detectors.alerts import Alert, make_alert, transition
-from detectors.cadence import cadence
+from detectors.cadence import Cadence
 from detectors.config import DAY_MS, HOUR_MS, EngineConfig
 from detectors.events import Event
 from detectors.ingest import StateUpdater, net_value, new_state
@@ -102,7 +102,6 @@ class Shard:
             self.counts["swept"] += 1
             self._label_expired(state, when)
             alerts.extend(self._evaluate(key, state, when, SWEEP, recovered=False))
-            self._reschedule(key, state, when)
             self.store[key] = state
         return alerts
 
@@ -127,10 +126,9 @@ class Shard:
             self._label_on_purchase(state, ts)
         if change.outcome:
             self._label_all(state, 1 if change.outcome == 1 else 0)
-        alerts = self._evaluate(key, state, now, event.event_id, recovered=change.purchase)
         if change.purchase:
-            self.model.observe_value(alerts[-1].customer_value if alerts else net_value(state, now))
-        self._reschedule(key, state, now)
+            self.model.observe_value(net_value(state, now))
+        alerts = self._evaluate(key, state, now, event.event_id, recovered=change.purchase)
         self.store[key] = state
         return alerts
 
@@ -156,6 +154,8 @@ class Shard:
     ) -> list[Alert]:
         a = self._assess(s, now)
         self._maybe_snapshot(s, now, a)
+        s.next_due = next_due(s, now, self.cfg, a.profile.cadence)
+        self.due.schedule(key, s.next_due)
         s.score = round(a.score, 6)
         explained = any(r.weight > 0 for r in a.reasons)
         kind, level = transition(s, a.score, explained, now, recovered, self.cfg)
@@ -224,16 +224,14 @@ class Shard:
             self._learn(snap, y)
         s.snapshots = ()
 
-    def _reschedule(self, key: str, s: CustomerState, now: int) -> None:
-        s.next_due = next_due(s, now, self.cfg, self.model)
-        self.due.schedule(key, s.next_due)
 
-
-def next_due(s: CustomerState, now: int, cfg: EngineConfig, model: ShardModel) -> int:
+def next_due(s: CustomerState, now: int, cfg: EngineConfig, c: Cadence) -> int:
     """When the customer next needs a look if nothing else happens (0: never).
 
-    Cadence checkpoints at multiples of the usual gap, a fortnightly look while
-    overdue or alerted, ticket and payment deadlines, and snapshot labels.
+    Cadence checkpoints at multiples of the usual gap; a look every
+    ``max_sweep_interval_days`` while alerted, with open tickets or unpaid
+    orders, or overdue but not yet long gone; ticket and payment deadlines;
+    snapshot labels.
     """
     cands: list[int] = []
     if s.snapshots:
@@ -241,16 +239,16 @@ def next_due(s: CustomerState, now: int, cfg: EngineConfig, model: ShardModel) -
     base = s.last_order_ts or s.first_ts
     silence = now - base
     if s.outcome != 1 and silence < cfg.inactive_after_days * DAY_MS:
-        pop = model.population()
-        c = cadence(s.order_gap, pop.gap_mu, pop.gap_var, cfg.prior_strength, s.n_orders)
         gap = c.usual_gap_days * DAY_MS
+        soonest = now + int(cfg.min_sweep_interval_days * DAY_MS)
         for r in cfg.sweep_overdue_ratios:
             t = base + int(r * gap)
             if t > now:
-                cands.append(t)
+                cands.append(max(t, soonest))
                 break
         periodic = now + int(cfg.max_sweep_interval_days * DAY_MS)
-        if s.alert_open or s.open_tickets or s.unpaid or silence >= gap:
+        recent = silence < cfg.horizon_ms * 2
+        if recent and (s.open_tickets or s.unpaid or (silence >= gap and s.level < 3)):
             cands.append(periodic)
         sla = int(cfg.response_sla_hours * HOUR_MS)
         for ticket in s.open_tickets:

@@ -101,15 +101,16 @@ class StateUpdater:
         dt = now - s.signals_ts
         if dt <= 0:
             return
-        h = self._half_life
         s.visits_short = decay(s.visits_short, dt, self._short)
         s.visits_long = decay(s.visits_long, dt, self._long)
-        s.complaints_service = decay(s.complaints_service, dt, h)
-        s.complaints_price = decay(s.complaints_price, dt, h)
-        s.complaints_product = decay(s.complaints_product, dt, h)
-        s.returns = decay(s.returns, dt, h)
-        s.cancels = decay(s.cancels, dt, h)
-        s.reopened = decay(s.reopened, dt, h)
+        f = decay(1.0, dt, self._half_life)
+        if f < 1.0:
+            s.complaints_service *= f
+            s.complaints_price *= f
+            s.complaints_product *= f
+            s.returns *= f
+            s.cancels *= f
+            s.reopened *= f
         s.signals_ts = now
 
     def apply(self, s: CustomerState, event: Event) -> Change:

@@ -16,6 +16,7 @@ rules carry the score; with millions the model does.
 from __future__ import annotations
 
 import math
+import operator
 import pickle  # noqa: S403 - only our own checkpoints, never untrusted input
 from typing import Any
 
@@ -26,27 +27,68 @@ from detectors.config import EngineConfig
 from detectors.estimators import RunningVar, mean, variance
 from detectors.profile import FEATURES, Population
 
+REFOLD_EVERY = 32
+"""Scoring uses the classifier as of at most this many labels ago (a cheap, exact snapshot)."""
+MAX_LOGIT = 13.8
+"""Log-odds are clipped to about 1e-6 .. 1 - 1e-6."""
 PRIOR_SIGMA = 1.0
 PRIOR_WEIGHT = 20.0
 """Pseudo-observations behind the configured gap prior before customers' first gaps take over."""
+
+
+class BinnedAUC:
+    """ROC AUC from score histograms per class: O(1) per update, exact to the bin width.
+
+    River's ``metrics.ROCAUC`` updates one confusion matrix per threshold on
+    every label; with labels arriving at event rate that is the hot spot.
+
+    >>> auc = BinnedAUC()
+    >>> for p, y in [(0.9, 1), (0.8, 1), (0.3, 0), (0.85, 0)]:
+    ...     auc.update(y, p)
+    >>> auc.get()
+    0.75
+    """
+
+    def __init__(self, bins: int = 1000) -> None:
+        self.bins = bins
+        self.pos = [0] * bins
+        self.neg = [0] * bins
+
+    def update(self, y: int, p: float) -> None:
+        b = min(int(p * self.bins), self.bins - 1)
+        if y:
+            self.pos[b] += 1
+        else:
+            self.neg[b] += 1
+
+    def get(self) -> float:
+        n_pos, n_neg = sum(self.pos), sum(self.neg)
+        if not n_pos or not n_neg:
+            return 0.5
+        below = 0.0
+        area = 0.0
+        for pos, neg in zip(self.pos, self.neg, strict=True):
+            area += pos * (below + 0.5 * neg)
+            below += neg
+        return area / (n_pos * n_neg)
 
 
 class Quality:
     """Progressive validation of one scorer: ROC AUC, log loss, Brier score."""
 
     def __init__(self) -> None:
-        self.auc = metrics.ROCAUC(n_thresholds=50)
+        self.auc = BinnedAUC()
         self.log_loss = metrics.LogLoss()
         self.brier = stats.Mean()
 
     def update(self, y: int, p: float) -> None:
-        self.auc.update(bool(y), {True: p, False: 1.0 - p})
+        self.auc.update(y, p)
         self.log_loss.update(bool(y), {True: p, False: 1.0 - p})
         self.brier.update((p - y) ** 2)
 
     def as_dict(self) -> dict[str, float]:
         return {
-            "roc_auc": float(self.auc.get()),
+            "roc_auc": self.auc.get(),
             "log_loss": float(self.log_loss.get()),
             "brier": float(self.brier.get()),
         }
@@ -72,11 +114,20 @@ class ShardModel:
         )
         self.value_quantile = stats.Quantile(config.value_tier_quantile)
         self.values_seen = 0
+        self._population: Population | None = None
+        self._linear: tuple[list[float], float] | None = None
+        self._folded_at = 0
         self._var = RunningVar()
 
     # population priors ---------------------------------------------------------
 
     def population(self) -> Population:
+        """Priors for cadence and value tiers (cached until the next observation)."""
+        if self._population is None:
+            self._population = self._compute_population()
+        return self._population
+
+    def _compute_population(self) -> Population:
         hv = self.value_quantile.get()
         return Population(
             gap_mu=mean(self.first_gaps),
@@ -86,10 +137,12 @@ class ShardModel:
 
     def observe_first_gap(self, log_gap_days: float) -> None:
         self.first_gaps = self._var.update(self.first_gaps, log_gap_days)
+        self._population = None
 
     def observe_value(self, value: float) -> None:
         self.value_quantile.update(value)
         self.values_seen += 1
+        self._population = None
 
     # scoring and learning ------------------------------------------------------
 
@@ -100,9 +153,28 @@ class ShardModel:
         return c.model_max_weight * min(max(ramp, 0.0), 1.0)
 
     def _model_logit(self, x: list[float]) -> float:
-        proba = self.classifier.predict_proba_one(dict(zip(FEATURES, x, strict=True)))
-        p = min(max(proba.get(True, 0.5), 1e-6), 1 - 1e-6)
-        return math.log(p / (1 - p))
+        """The classifier's log-odds, as ``predict_proba_one`` computes it, without the dicts.
+
+        Scaling and weights fold into one linear form, rebuilt after each learning step.
+        """
+        if self._linear is None or self.labels - self._folded_at >= REFOLD_EVERY:
+            self._linear = self._fold()
+            self._folded_at = self.labels
+        coef, bias = self._linear
+        z = bias + sum(map(operator.mul, coef, x))
+        return min(max(z, -MAX_LOGIT), MAX_LOGIT)
+
+    def _fold(self) -> tuple[list[float], float]:
+        scaler, lr = self.classifier["StandardScaler"], self.classifier["LogisticRegression"]
+        weights = lr._weights
+        coef: list[float] = []
+        bias = float(lr.intercept)
+        for name in FEATURES:
+            var = scaler.vars.get(name, 0.0)
+            c = weights.get(name, 0.0) / var**0.5 if var else 0.0
+            coef.append(c)
+            bias -= c * scaler.means.get(name, 0.0)
+        return coef, bias
 
     def blended_logit(self, x: list[float], rule_logit: float) -> float:
         w = self.model_weight

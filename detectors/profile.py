@@ -67,10 +67,12 @@ def profile(s: CustomerState, now: int, cfg: EngineConfig, pop: Population) -> P
     silence = max(now - since, 0) / DAY_MS
     c = cadence(s.order_gap, pop.gap_mu, pop.gap_var, cfg.prior_strength, s.n_orders)
     p = p_no_purchase(silence, cfg.horizon_days, c)
-    p0 = p_no_purchase(0.0, cfg.horizon_days, c)
+    overdue = silence / c.usual_gap_days
+    # the baseline right after a purchase only matters to an overdue customer's reason
+    p0 = p_no_purchase(0.0, cfg.horizon_days, c) if overdue >= 1.0 else p
     value = net_value(s, now)
     dt = now - s.signals_ts
-    h = cfg.signal_half_life_days * DAY_MS
+    f = decay(1.0, dt, cfg.signal_half_life_days * DAY_MS)
     short = decay(s.visits_short, dt, cfg.visit_short_days * DAY_MS) / cfg.visit_short_days
     long_ = decay(s.visits_long, dt, cfg.visit_long_days * DAY_MS) / cfg.visit_long_days
     sla = cfg.response_sla_hours * HOUR_MS
@@ -88,7 +90,7 @@ def profile(s: CustomerState, now: int, cfg: EngineConfig, pop: Population) -> P
         now=now,
         silence_days=silence,
         cadence=c,
-        overdue=silence / c.usual_gap_days,
+        overdue=overdue,
         survival=survival(silence, c),
         p_cadence=p,
         p_cadence_fresh=p0,
@@ -104,12 +106,12 @@ def profile(s: CustomerState, now: int, cfg: EngineConfig, pop: Population) -> P
         oldest_open_days=oldest,
         unanswered=unanswered,
         unresolved_severe=severe,
-        complaints_service=decay(s.complaints_service, dt, h),
-        complaints_price=decay(s.complaints_price, dt, h),
-        complaints_product=decay(s.complaints_product, dt, h),
-        returns=decay(s.returns, dt, h),
-        cancels=decay(s.cancels, dt, h),
-        reopened=decay(s.reopened, dt, h),
+        complaints_service=s.complaints_service * f,
+        complaints_price=s.complaints_price * f,
+        complaints_product=s.complaints_product * f,
+        returns=s.returns * f,
+        cancels=s.cancels * f,
+        reopened=s.reopened * f,
     )
 
 

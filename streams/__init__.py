@@ -1,1 +1,1 @@
-"""Transport for churnwatch: Faust app, topics, agents, timers, metrics, CLI, simulator."""
+"""churnwatch's transport and drivers: Kafka, Faust, files, command line, metrics."""
