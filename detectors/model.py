@@ -161,7 +161,7 @@ class ShardModel:
             self._linear = self._fold()
             self._folded_at = self.labels
         coef, bias = self._linear
-        z = bias + sum(map(operator.mul, coef, x))
+        z: float = bias + sum(map(operator.mul, coef, x))
         return min(max(z, -MAX_LOGIT), MAX_LOGIT)
 
     def _fold(self) -> tuple[list[float], float]:
