@@ -13,7 +13,7 @@ from collections.abc import Iterator, MutableMapping
 from typing import NamedTuple
 
 from detectors.alerts import Alert, make_alert, transition
-from detectors.cadence import Cadence
+from detectors.cadence import Cadence, p_no_purchase
 from detectors.config import DAY_MS, HOUR_MS, EngineConfig
 from detectors.events import Event
 from detectors.ingest import StateUpdater, net_value, new_state
@@ -26,6 +26,9 @@ from detectors.schedule import DueIndex
 from detectors.state import CustomerState, Snapshot
 
 SWEEP = "sweep"
+CHECKPOINT_SHARE = 0.4
+"""A cadence checkpoint is skipped while the silence alone would give under this share of
+the medium threshold: re-checking a weekly buyer after ten days tells nothing."""
 
 
 class Assessment(NamedTuple):
@@ -241,15 +244,21 @@ def next_due(s: CustomerState, now: int, cfg: EngineConfig, c: Cadence) -> int:
     if s.outcome != 1 and silence < cfg.inactive_after_days * DAY_MS:
         gap = c.usual_gap_days * DAY_MS
         soonest = now + int(cfg.min_sweep_interval_days * DAY_MS)
+        worth = cfg.medium * CHECKPOINT_SHARE
         for r in cfg.sweep_overdue_ratios:
             t = base + int(r * gap)
-            if t > now:
+            if t > now and (
+                r == cfg.sweep_overdue_ratios[-1]
+                or p_no_purchase(r * c.usual_gap_days, cfg.horizon_days, c) >= worth
+            ):
                 cands.append(max(t, soonest))
                 break
-        periodic = now + int(cfg.max_sweep_interval_days * DAY_MS)
+        look = int(cfg.max_sweep_interval_days * DAY_MS)
         recent = silence < cfg.horizon_ms * 2
-        if recent and (s.open_tickets or s.unpaid or (silence >= gap and s.level < 3)):
-            cands.append(periodic)
+        if recent and (s.open_tickets or s.unpaid):
+            cands.append(now + look)
+        elif recent and silence >= gap and s.level < 3:
+            cands.append(now + max(look, int(gap / 2)))
         sla = int(cfg.response_sla_hours * HOUR_MS)
         for ticket in s.open_tickets:
             if not ticket.responded_ts and ticket.opened_ts + sla > now:

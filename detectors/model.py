@@ -192,7 +192,11 @@ class ShardModel:
         self.quality.update(y, self.calibrator.predict(z))
         self.rule_quality.update(y, sigmoid(rule_logit))
         self.calibrator.learn(z, y)
-        self.classifier.learn_one(dict(zip(FEATURES, x, strict=True)), bool(y))
+        # the pipeline's own learn_one, minus its generic dispatch: scale, then fit
+        scaler, lr = self.classifier["StandardScaler"], self.classifier["LogisticRegression"]
+        row = dict(zip(FEATURES, x, strict=True))
+        scaler.learn_one(row)
+        lr.learn_one(scaler.transform_one(row), bool(y))
         self.labels += 1
         self.positives += y
 
