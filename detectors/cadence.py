@@ -48,16 +48,17 @@ def cadence(
     prior_mu: float,
     prior_var: float,
     prior_strength: float,
-    n_orders: int,
     dropout_a: float = 1.0,
     dropout_b: float = 3.0,
 ) -> Cadence:
     """Posterior cadence from a customer's own log-gaps and the population prior.
 
-    >>> c = cadence((0.0, 0.0, 0.0), math.log(30), 1.0, 2.0, n_orders=1)
+    Each gap is a return visit, so the number of gaps also lowers the drop-out chance.
+
+    >>> c = cadence((0.0, 0.0, 0.0), math.log(30), 1.0, 2.0)
     >>> round(c.usual_gap_days), round(c.sigma, 2), c.dropout
     (30, 1.0, 0.25)
-    >>> c = cadence((10.0, math.log(7), 0.5), math.log(30), 1.0, 2.0, n_orders=11)
+    >>> c = cadence((10.0, math.log(7), 0.5), math.log(30), 1.0, 2.0)
     >>> round(c.usual_gap_days), round(c.dropout, 3)
     (9, 0.071)
     """
@@ -66,8 +67,7 @@ def cadence(
     mu = (n * m + k * prior_mu) / (n + k)
     spread = (n - 1) * variance(gaps) if n > 1 else 0.0
     var = (spread + k * prior_var + (n * k / (n + k)) * (m - prior_mu) ** 2) / (n + k)
-    returns = max(n_orders - 1, 0)
-    dropout = dropout_a / (dropout_a + dropout_b + returns)
+    dropout = dropout_a / (dropout_a + dropout_b + n)
     return Cadence(mu, max(math.sqrt(var), MIN_SIGMA), dropout, int(n))
 
 

@@ -123,8 +123,8 @@ class Shard:
             return []
         self.counts["events"] += 1
         now = max(ts, state.last_ts)
-        if change.first_gap_days:
-            self.model.observe_first_gap(change.first_gap_days)
+        if change.first_gap is not None:
+            self.model.observe_first_gap(change.first_gap)
         if change.purchase:
             self._label_on_purchase(state, ts)
         if change.outcome:

@@ -31,7 +31,7 @@ REASONS = (
 """Every rejection reason code the decoder can give."""
 
 MAX_EVENT_BYTES = 64 * 1024
-TS_MIN_MS = 946_684_800_000  # 2000-01-01T00:00:00Z
+TS_MIN_MS = 631_152_000_000  # 1990-01-01T00:00:00Z: epoch seconds read as ms fall before
 TS_MAX_MS = 4_102_444_800_000  # 2100-01-01T00:00:00Z
 
 Id = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
@@ -180,7 +180,7 @@ def validate(obj: dict[str, Any], default_type: str | None = None) -> Event:
     if not TS_MIN_MS <= ms < TS_MAX_MS:
         raise DecodeError(
             "ts_out_of_range",
-            f"ts {event.ts!r} is outside 2000-01-01..2100-01-01 (integer ts is epoch milliseconds)",
+            f"ts {event.ts!r} is outside 1990-01-01..2100-01-01 (integer ts is epoch milliseconds)",
         )
     event.ts = ms
     return event

@@ -24,6 +24,8 @@ COMPLAINT_GROUP = {
     "quality": "product",
     "delivery": "product",
 }
+OCCASION_MS = 12 * HOUR_MS
+"""Orders closer than this are one purchase occasion: they add no gap to the cadence."""
 EW_ALPHA = 0.3
 """Weight of the newest value in exponentially weighted customer averages."""
 
@@ -47,8 +49,8 @@ class Change(NamedTuple):
 
     duplicate: bool = False
     purchase: bool = False
-    first_gap_days: float = 0.0
-    """Log-gap to feed the population prior (only for a customer's first gap), else 0."""
+    first_gap: float | None = None
+    """Log-days of a customer's first gap between orders, for the population prior."""
     outcome: int = 0
 
 
@@ -158,10 +160,10 @@ class StateUpdater:
         if key in s.recent_orders:
             return Change()
         s.recent_orders = (*s.recent_orders, key)[-8:]
-        first_gap = 0.0
-        if s.last_order_ts and ts > s.last_order_ts:
-            gap = math.log(max((ts - s.last_order_ts) / DAY_MS, 1.0 / 24))
-            if s.n_orders == 1:
+        first_gap = None
+        if s.last_order_ts and ts - s.last_order_ts >= OCCASION_MS:
+            gap = math.log((ts - s.last_order_ts) / DAY_MS)
+            if s.order_gap[0] == 0:
                 first_gap = gap
             s.order_gap = self._var.update(s.order_gap, gap)
         if not s.first_order_ts:
@@ -180,7 +182,7 @@ class StateUpdater:
         )
         add_value(s, ts, e.amount)
         s.visits_since_order = s.carts_since_order = s.inquiries_since_order = 0
-        return Change(purchase=True, first_gap_days=first_gap)
+        return Change(purchase=True, first_gap=first_gap)
 
     def _visit(self, s: CustomerState, e: Visit, ts: int) -> None:
         if s.last_visit_ts and ts > s.last_visit_ts + HOUR_MS:

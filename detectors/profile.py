@@ -65,7 +65,7 @@ def profile(s: CustomerState, now: int, cfg: EngineConfig, pop: Population) -> P
     """Derive a customer's profile as of ``now`` (read-only on ``s``)."""
     since = s.last_order_ts or s.first_ts
     silence = max(now - since, 0) / DAY_MS
-    c = cadence(s.order_gap, pop.gap_mu, pop.gap_var, cfg.prior_strength, s.n_orders)
+    c = cadence(s.order_gap, pop.gap_mu, pop.gap_var, cfg.prior_strength)
     p = p_no_purchase(silence, cfg.horizon_days, c)
     overdue = silence / c.usual_gap_days
     # the baseline right after a purchase only matters to an overdue customer's reason
