@@ -67,9 +67,11 @@ def transition(
 
     Levels move with hysteresis (:meth:`EngineConfig.level_of`). An alert
     opens only with at least one reason behind it. Escalations go out at
-    once; de-escalations and resolutions wait for the cooldown since the
-    last alert, except a resolution because the customer ordered again. A
-    resolved customer is not re-opened within the cooldown.
+    once. A case is resolved only when the customer recovers (orders again,
+    or an explicit "retained" outcome) and the risk is back to low; without
+    that it steps down no lower than medium, and only after the cooldown
+    since the last alert. A resolved customer is not re-opened within the
+    cooldown.
 
     >>> from detectors.ingest import new_state
     >>> cfg = EngineConfig()
@@ -87,9 +89,10 @@ def transition(
         return None, 0
     if target > s.level:
         return "escalated", target
-    if target == 0:
-        return ("resolved", 0) if recovered or cooled else (None, s.level)
-    if target < s.level and cooled:
+    if target == 0 and recovered:
+        return "resolved", 0
+    target = max(target, 1)
+    if target < s.level and (cooled or recovered):
         return "deescalated", target
     return None, s.level
 

@@ -1,14 +1,21 @@
-"""Online calibration: turn a score on the log-odds scale into a probability.
+"""Online calibration and blending: rule and model log-odds in, a probability out.
 
-River has no calibrator, so this is online Platt scaling: ``p = sigmoid(a z + b)``
-with ``a`` and ``b`` fitted by stochastic gradient descent on log loss as
-labels arrive. It starts as the identity (``a = 1, b = 0``), so an already
-calibrated input passes through unchanged until labels say otherwise.
+River has no calibrator, so this is a small online logistic regression over
+``(rule_logit, model_logit)`` (stacking, the two-input form of Platt scaling),
+fitted with AdaGrad on log loss as labels arrive. It starts as the rules alone
+(weights ``(1, 0)``, bias 0): with no labels the score *is* the rule
+probability, which the cadence model makes calibrated by construction. As
+labels come, it learns how far to trust the model, and corrects the
+calibration of both.
 """
 
 from __future__ import annotations
 
 import math
+
+MIN_RULE_WEIGHT = 0.05
+CLIP = 8.0
+"""Inputs are clipped to +-CLIP log-odds while learning, for stable steps."""
 
 
 def sigmoid(z: float) -> float:
@@ -23,31 +30,42 @@ def sigmoid(z: float) -> float:
     return e / (1.0 + e)
 
 
-class PlattCalibrator:
-    """Online Platt scaling with a decaying learning rate.
+class Stacker:
+    """Online logistic regression over rule and model log-odds, starting at the rules.
 
-    >>> cal = PlattCalibrator(rate=0.05)
-    >>> cal.predict(0.0)
-    0.5
-    >>> for _ in range(2000):
-    ...     cal.learn(0.0, 1); cal.learn(0.0, 1); cal.learn(0.0, 0)
-    >>> round(cal.predict(0.0), 1)
-    0.7
+    >>> st = Stacker(rate=0.1)
+    >>> round(st.predict(1.0, 3.0), 3)
+    0.731
+    >>> for _ in range(3000):  # the model is right, the rules are noise
+    ...     st.learn(0.0, 2.0, 1); st.learn(0.0, -2.0, 0)
+    >>> st.predict(0.0, 2.0) > 0.85, st.predict(0.0, -2.0) < 0.15
+    (True, True)
     """
 
-    def __init__(self, rate: float = 0.01) -> None:
-        self.a = 1.0
-        self.b = 0.0
-        self.n = 0
+    def __init__(self, rate: float = 0.05) -> None:
+        self.w_rule = 1.0
+        self.w_model = 0.0
+        self.bias = 0.0
         self.rate = rate
+        self._g2 = [1.0, 1.0, 1.0]
+        self.n = 0
 
-    def predict(self, z: float) -> float:
-        return sigmoid(self.a * z + self.b)
+    def logit(self, rule: float, model: float) -> float:
+        return self.w_rule * rule + self.w_model * model + self.bias
 
-    def learn(self, z: float, y: int) -> None:
-        err = self.predict(z) - y
+    def predict(self, rule: float, model: float) -> float:
+        return sigmoid(self.logit(rule, model))
+
+    def learn(self, rule: float, model: float, y: int) -> None:
+        r = min(max(rule, -CLIP), CLIP)
+        m = min(max(model, -CLIP), CLIP)
+        err = sigmoid(self.w_rule * r + self.w_model * m + self.bias) - y
+        grads = (err * r, err * m, err)
+        g2 = self._g2
+        for i, g in enumerate(grads):
+            g2[i] += g * g
+        # the rules' weight stays positive: a reason must never lower the risk
+        self.w_rule = max(self.w_rule - self.rate * grads[0] / math.sqrt(g2[0]), MIN_RULE_WEIGHT)
+        self.w_model -= self.rate * grads[1] / math.sqrt(g2[1])
+        self.bias -= self.rate * grads[2] / math.sqrt(g2[2])
         self.n += 1
-        step = self.rate / math.sqrt(1.0 + self.n / 1000.0)
-        self.a -= step * err * z
-        self.b -= step * err
-        self.a = min(max(self.a, 0.05), 5.0)

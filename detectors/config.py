@@ -54,15 +54,14 @@ class EngineConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
 
     # learning
     snapshot_interval_days: float = 0.0
-    """Least time between two training snapshots of a customer (0: horizon / 3)."""
-    max_pending_snapshots: Annotated[int, msgspec.Meta(ge=1, le=8)] = 3
-    model_min_labels: Annotated[int, msgspec.Meta(ge=0)] = 200
-    """Labels before the global model gets any say; rules alone before."""
-    model_ramp_labels: Annotated[int, msgspec.Meta(ge=1)] = 2000
-    """Labels over which the model's share grows from 0 to its full weight."""
-    model_max_weight: Share = 0.8
+    """Training snapshots of every customer, active or silent, this often (0: horizon / 3),
+    so the model learns from the same mix of customers it scores."""
+    max_pending_snapshots: Annotated[int, msgspec.Meta(ge=1, le=8)] = 4
+    model_min_labels: Annotated[int, msgspec.Meta(ge=0)] = 500
+    """Labels the global model learns from before its output enters the blend."""
     learning_rate: Positive = 0.02
-    calibration_rate: Positive = 0.01
+    calibration_rate: Positive = 0.05
+    """AdaGrad rate of the stacker that blends and calibrates rules and model."""
 
     # service and engagement signals
     response_sla_hours: Positive = 48.0

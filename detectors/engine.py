@@ -8,9 +8,12 @@ whatever the shard writes to its ``store`` mapping.
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Iterator, MutableMapping
 from typing import NamedTuple
+
+import msgspec
 
 from detectors.alerts import Alert, make_alert, transition
 from detectors.cadence import Cadence, p_no_purchase
@@ -93,15 +96,21 @@ class Shard:
     # drivers' entry points -----------------------------------------------------
 
     def advance(self, now: int) -> list[Alert]:
-        """Move the clock to ``now`` and re-evaluate every customer due by then."""
+        """Move the clock to ``now`` and re-evaluate every customer due by then.
+
+        Customers come due in time order, each evaluated at its own due time, and
+        one that comes due again before ``now`` is evaluated again: a single jump
+        of the clock gives the same result as many small ticks.
+        """
         if now > self.clock:
             self.clock = now
         alerts: list[Alert] = []
-        for key in self.due.pop_due(self.clock):
+        while (item := self.due.pop_next(self.clock)) is not None:
+            due, key = item
             state = self.store.get(key)
             if state is None:
                 continue
-            when = max(state.next_due, state.last_ts)
+            when = max(due, state.last_ts)
             self.counts["swept"] += 1
             self._label_expired(state, when)
             alerts.extend(self._evaluate(key, state, when, SWEEP, recovered=False))
@@ -123,6 +132,7 @@ class Shard:
             return []
         self.counts["events"] += 1
         now = max(ts, state.last_ts)
+        self._label_expired(state, now)
         if change.first_gap is not None:
             self.model.observe_first_gap(change.first_gap)
         if change.purchase:
@@ -131,7 +141,8 @@ class Shard:
             self._label_all(state, 1 if change.outcome == 1 else 0)
         if change.purchase:
             self.model.observe_value(net_value(state, now))
-        alerts = self._evaluate(key, state, now, event.event_id, recovered=change.purchase)
+        recovered = change.purchase or change.outcome == 2
+        alerts = self._evaluate(key, state, now, event.event_id, recovered=recovered)
         self.store[key] = state
         return alerts
 
@@ -191,25 +202,34 @@ class Shard:
         cfg = self.cfg
         if s.outcome or len(s.snapshots) >= cfg.max_pending_snapshots:
             return
-        if s.snapshots and now - s.snapshots[-1].ts < cfg.snapshot_interval_ms:
+        if s.snapshots and snapshot_cell(s, s.snapshots[-1].ts, cfg) == snapshot_cell(s, now, cfg):
             return
-        if a.profile.silence_days > cfg.horizon_days * 2:
-            return  # long gone: its labels would teach nothing new
+        if a.profile.silence_days > cfg.inactive_after_days:
+            return
         s.snapshots = (*s.snapshots, Snapshot(now, pack(a.features), round(a.rule_logit, 6)))
 
     def _learn(self, snap: Snapshot, y: int) -> None:
         self.model.learn(unpack(snap.features), snap.rule_logit, y)
         self.counts[f"labels_{y}"] += 1
 
+    # Labels are learned when a snapshot's horizon ends, never earlier: the model then
+    # learns in snapshot-time order, and a quick "bought again" (0) cannot outrun the
+    # slow "horizon passed" (1) and bias it towards whoever bought last.
+
     def _label_on_purchase(self, s: CustomerState, ts: int) -> None:
         horizon = self.cfg.horizon_ms
-        keep = []
-        for snap in s.snapshots:
-            if snap.ts >= ts:
-                keep.append(snap)
-            else:
-                self._learn(snap, 0 if ts <= snap.ts + horizon else 1)
-        s.snapshots = tuple(keep)
+        s.snapshots = tuple(
+            msgspec.structs.replace(snap, label=0)
+            if snap.label < 0 and snap.ts < ts <= snap.ts + horizon
+            else snap
+            for snap in s.snapshots
+        )
+
+    def _label_all(self, s: CustomerState, y: int) -> None:
+        s.snapshots = tuple(
+            msgspec.structs.replace(snap, label=y) if snap.label < 0 else snap
+            for snap in s.snapshots
+        )
 
     def _label_expired(self, s: CustomerState, now: int) -> None:
         horizon = self.cfg.horizon_ms
@@ -217,48 +237,53 @@ class Shard:
             keep = []
             for snap in s.snapshots:
                 if snap.ts + horizon <= now:
-                    self._learn(snap, 1)
+                    self._learn(snap, 1 if snap.label < 0 else snap.label)
                 else:
                     keep.append(snap)
             s.snapshots = tuple(keep)
 
-    def _label_all(self, s: CustomerState, y: int) -> None:
-        for snap in s.snapshots:
-            self._learn(snap, y)
-        s.snapshots = ()
+
+def snapshot_cell(s: CustomerState, t: int, cfg: EngineConfig) -> int:
+    """Which cell of the customer's snapshot grid (``snapshot_interval`` wide) ``t`` is in."""
+    return (t - s.first_ts) // cfg.snapshot_interval_ms
+
+
+def grid_point(s: CustomerState, t: int, cfg: EngineConfig) -> int:
+    """The first point of the customer's snapshot grid after ``t``."""
+    return s.first_ts + (snapshot_cell(s, t, cfg) + 1) * cfg.snapshot_interval_ms
 
 
 def next_due(s: CustomerState, now: int, cfg: EngineConfig, c: Cadence) -> int:
     """When the customer next needs a look if nothing else happens (0: never).
 
-    Cadence checkpoints at multiples of the usual gap; a look every
-    ``max_sweep_interval_days`` while alerted, with open tickets or unpaid
-    orders, or overdue but not yet long gone; ticket and payment deadlines;
-    snapshot labels.
+    Cadence checkpoints at multiples of the usual gap; the next training snapshot
+    and the end of the oldest one's horizon; a look every ``max_sweep_interval_days``
+    while tickets or payments are pending; ticket and payment deadlines.
     """
     cands: list[int] = []
-    if s.snapshots:
-        cands.append(s.snapshots[0].ts + cfg.horizon_ms)
     base = s.last_order_ts or s.first_ts
     silence = now - base
-    if s.outcome != 1 and silence < cfg.inactive_after_days * DAY_MS:
+    active = s.outcome != 1 and silence < cfg.inactive_after_days * DAY_MS
+    interval = cfg.snapshot_interval_ms
+    if s.snapshots:
+        # the oldest label matures at the first snapshot-grid point after its horizon
+        cands.append(grid_point(s, s.snapshots[0].ts + cfg.horizon_ms - 1, cfg))
+        if active and not s.outcome and len(s.snapshots) < cfg.max_pending_snapshots:
+            cands.append(s.first_ts + (snapshot_cell(s, now, cfg) + 1) * interval)
+    if active:
         gap = c.usual_gap_days * DAY_MS
         soonest = now + int(cfg.min_sweep_interval_days * DAY_MS)
         worth = cfg.medium * CHECKPOINT_SHARE
         for r in cfg.sweep_overdue_ratios:
-            t = base + int(r * gap)
+            t = base + math.ceil(r * gap) + 1
             if t > now and (
                 r == cfg.sweep_overdue_ratios[-1]
                 or p_no_purchase(r * c.usual_gap_days, cfg.horizon_days, c) >= worth
             ):
                 cands.append(max(t, soonest))
                 break
-        look = int(cfg.max_sweep_interval_days * DAY_MS)
-        recent = silence < cfg.horizon_ms * 2
-        if recent and (s.open_tickets or s.unpaid):
-            cands.append(now + look)
-        elif recent and silence >= gap and s.level < 3:
-            cands.append(now + max(look, int(gap / 2)))
+        if silence < cfg.horizon_ms * 2 and (s.open_tickets or s.unpaid):
+            cands.append(now + int(cfg.max_sweep_interval_days * DAY_MS))
         sla = int(cfg.response_sla_hours * HOUR_MS)
         for ticket in s.open_tickets:
             if not ticket.responded_ts and ticket.opened_ts + sla > now:
@@ -267,7 +292,8 @@ def next_due(s: CustomerState, now: int, cfg: EngineConfig, c: Cadence) -> int:
         for _, ts in s.unpaid:
             if ts + unpaid_after > now:
                 cands.append(ts + unpaid_after + 1)
-    return min(cands) if cands else 0
+    later = [t for t in cands if t > now]
+    return min(later) if later else 0
 
 
 class Engine:

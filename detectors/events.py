@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import math
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -36,7 +36,8 @@ TS_MAX_MS = 4_102_444_800_000  # 2100-01-01T00:00:00Z
 
 Id = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
 Text = Annotated[str, msgspec.Meta(max_length=256)]
-NonNegFloat = Annotated[float, msgspec.Meta(ge=0)]
+NonNegFloat = Annotated[float, msgspec.Meta(ge=0, le=1e12)]
+"""Amounts: non-negative and below 10^12 (larger is a unit or parsing error upstream)."""
 NonNegInt = Annotated[int, msgspec.Meta(ge=0)]
 Timestamp = int | Annotated[datetime, msgspec.Meta(tz=True)]
 
@@ -139,8 +140,9 @@ def parse_json(raw: bytes | str, max_bytes: int = MAX_EVENT_BYTES) -> dict[str, 
     ...
     detectors.errors.DecodeError: duplicate_key: key 'a' appears more than once
     """
-    if len(raw) > max_bytes:
-        raise DecodeError("oversize", f"{len(raw)} bytes exceeds the limit of {max_bytes}")
+    size = len(raw) if isinstance(raw, bytes | bytearray) else len(raw.encode("utf-8", "replace"))
+    if size > max_bytes:
+        raise DecodeError("oversize", f"{size} bytes exceeds the limit of {max_bytes}")
     try:
         text = raw.decode("utf-8") if isinstance(raw, bytes | bytearray) else raw
         obj = _json_decoder.decode(text)
@@ -155,9 +157,13 @@ def parse_json(raw: bytes | str, max_bytes: int = MAX_EVENT_BYTES) -> dict[str, 
     return obj
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
+
+
 def _to_millis(ts: int | datetime) -> int:
     if isinstance(ts, datetime):
-        return int(ts.timestamp() * 1000)
+        return (ts - _EPOCH) // _MS
     return ts
 
 

@@ -66,7 +66,7 @@ def net_value(state: CustomerState, now: int) -> float:
     if shift < 0:
         shift = 0
     kept = state.value_buckets[: max(VALUE_MONTHS - shift, 0)]
-    return max(sum(kept), 0.0)
+    return max(float(sum(kept)), 0.0)
 
 
 def add_value(state: CustomerState, ts: int, amount: float) -> None:
@@ -152,6 +152,9 @@ class StateUpdater:
                 add_value(s, ts, -e.amount)
             return Change()
         if status in ("refunded", "returned"):
+            if key in s.returned_orders:  # a return and its refund take the value back once
+                return Change()
+            s.returned_orders = (*s.returned_orders, key)[-8:]
             s.returns += 1.0
             add_value(s, ts, -e.amount)
             return Change()

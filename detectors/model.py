@@ -2,15 +2,15 @@
 
 One :class:`ShardModel` per partition. It learns from delayed labels on
 feature snapshots (see :mod:`detectors.engine`) and scores before it learns
-(progressive validation). The score blends rules and model on the log-odds
-scale; the blend is explicit:
+(progressive validation). The blend is explicit:
 
-    z = (1 - w) * rule_logit + w * model_logit
-    w = model_max_weight * clip((labels - model_min_labels) / model_ramp_labels, 0, 1)
+    risk_score = sigmoid(a * rule_logit + b * model_logit + c)
 
-then :class:`~detectors.calibration.PlattCalibrator` maps ``z`` to the
-probability reported as ``risk_score``. With few labels (50 customers) the
-rules carry the score; with millions the model does.
+with ``(a, b, c)`` learned online by :class:`~detectors.calibration.Stacker`
+from ``(1, 0, 0)``, and ``model_logit`` held at 0 until the classifier has
+seen ``model_min_labels`` labels. With few labels (50 customers) the rules
+carry the score; with many, the stacker weighs the model by how well it
+actually predicts, and calibrates both.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from typing import Any
 
 from river import linear_model, metrics, optim, preprocessing, stats
 
-from detectors.calibration import PlattCalibrator, sigmoid
+from detectors.calibration import Stacker, sigmoid
 from detectors.config import EngineConfig
 from detectors.estimators import RunningVar, mean, variance
 from detectors.profile import FEATURES, Population
@@ -102,7 +102,7 @@ class ShardModel:
         self.classifier = preprocessing.StandardScaler() | linear_model.LogisticRegression(
             optimizer=optim.SGD(config.learning_rate), l2=1e-4
         )
-        self.calibrator = PlattCalibrator(config.calibration_rate)
+        self.stacker = Stacker(config.calibration_rate)
         self.labels = 0
         self.positives = 0
         self.quality = Quality()
@@ -140,6 +140,8 @@ class ShardModel:
         self._population = None
 
     def observe_value(self, value: float) -> None:
+        if not math.isfinite(value):
+            return
         self.value_quantile.update(value)
         self.values_seen += 1
         self._population = None
@@ -147,10 +149,13 @@ class ShardModel:
     # scoring and learning ------------------------------------------------------
 
     @property
+    def model_active(self) -> bool:
+        return self.labels >= self.cfg.model_min_labels
+
+    @property
     def model_weight(self) -> float:
-        c = self.cfg
-        ramp = (self.labels - c.model_min_labels) / c.model_ramp_labels
-        return c.model_max_weight * min(max(ramp, 0.0), 1.0)
+        """The stacker's weight on the model's log-odds (0 while the model is inactive)."""
+        return self.stacker.w_model if self.model_active else 0.0
 
     def _model_logit(self, x: list[float]) -> float:
         """The classifier's log-odds, as ``predict_proba_one`` computes it, without the dicts.
@@ -176,22 +181,22 @@ class ShardModel:
             bias -= c * scaler.means.get(name, 0.0)
         return coef, bias
 
-    def blended_logit(self, x: list[float], rule_logit: float) -> float:
-        w = self.model_weight
-        if w == 0.0:
-            return rule_logit
-        return (1.0 - w) * rule_logit + w * self._model_logit(x)
+    def model_logit(self, x: list[float]) -> float:
+        return self._model_logit(x) if self.model_active else 0.0
 
     def score(self, x: list[float], rule_logit: float) -> float:
         """Calibrated churn probability for a feature vector and its rule score."""
-        return self.calibrator.predict(self.blended_logit(x, rule_logit))
+        return self.stacker.predict(rule_logit, self.model_logit(x))
 
     def learn(self, x: list[float], rule_logit: float, y: int) -> None:
         """Score (for the quality metrics) then learn one labelled snapshot."""
-        z = self.blended_logit(x, rule_logit)
-        self.quality.update(y, self.calibrator.predict(z))
+        m = self.model_logit(x)
+        self.quality.update(y, self.stacker.predict(rule_logit, m))
         self.rule_quality.update(y, sigmoid(rule_logit))
-        self.calibrator.learn(z, y)
+        if self.model_active:
+            self.stacker.learn(rule_logit, m, y)
+        else:
+            self.stacker.learn(rule_logit, 0.0, y)
         # the pipeline's own learn_one, minus its generic dispatch: scale, then fit
         scaler, lr = self.classifier["StandardScaler"], self.classifier["LogisticRegression"]
         row = dict(zip(FEATURES, x, strict=True))
@@ -203,7 +208,7 @@ class ShardModel:
     @property
     def version(self) -> str:
         """Names the model that scored: rules alone, or the blend and its label count."""
-        if self.model_weight == 0.0:
+        if not self.model_active:
             return "rules-v1"
         return f"blend-v1+{self.labels // 1000}k"
 

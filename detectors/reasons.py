@@ -201,7 +201,7 @@ def repeat_complaints(s: CustomerState, p: Profile) -> Reason | None:
 
 def price_complaint(s: CustomerState, p: Profile) -> Reason | None:
     """Price or billing complaints: a competitor's offer often follows."""
-    if p.complaints_price < 0.7:
+    if p.complaints_price < 0.3:
         return None
     return _r("price_complaint", "price", "complained about price or billing recently", 0.6)
 
@@ -237,7 +237,7 @@ def basket_falling(s: CustomerState, p: Profile) -> Reason | None:
 
 def quality_complaint(s: CustomerState, p: Profile) -> Reason | None:
     """Quality or delivery complaints."""
-    if p.complaints_product < 0.7:
+    if p.complaints_product < 0.4:
         return None
     return _r("quality_complaint", "product", "complained about quality or delivery", 0.6)
 

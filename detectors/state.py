@@ -26,11 +26,16 @@ class OpenTicket(msgspec.Struct, array_like=True, gc=False):
 
 
 class Snapshot(msgspec.Struct, array_like=True, gc=False):
-    """Features taken at ``ts``, waiting for their delayed label (float32, packed)."""
+    """Features taken at ``ts`` (float32, packed), learned when the horizon has passed.
+
+    ``label`` is -1 until known: 0 once the customer buys within the horizon, or an
+    explicit outcome's. A snapshot still unlabelled when its horizon ends is a 1.
+    """
 
     ts: int
     features: bytes
     rule_logit: float
+    label: int = -1
 
 
 class CustomerState(msgspec.Struct, array_like=True, kw_only=True):
@@ -101,6 +106,8 @@ class CustomerState(msgspec.Struct, array_like=True, kw_only=True):
     unpaid: tuple[tuple[int, int], ...] = ()
     recent_orders: tuple[int, ...] = ()
     """Hashes of recent order ids, to count each order once."""
+    returned_orders: tuple[int, ...] = ()
+    """Hashes of orders already returned or refunded."""
     recent_events: tuple[int, ...] = ()
     """Hashes of recent event ids, to drop redeliveries."""
 

@@ -40,6 +40,20 @@ PlaybookOpt = Annotated[
     Path | None, typer.Option("--playbook", help="Retention playbook TOML ([[actions]]).")
 ]
 
+BrokerOpt = Annotated[
+    str | None,
+    typer.Option("--broker", help="Kafka bootstrap host:port[,...] (else CHURNWATCH_BROKER)."),
+]
+ClockOpt = Annotated[
+    str | None,
+    typer.Option("--clock", help="wall (live, default) or event (backfill of history)."),
+]
+
+topics_app = typer.Typer(help="Manage the pipeline's Kafka topics.", no_args_is_help=True)
+alerts_app = typer.Typer(help="Read the alert topic.", no_args_is_help=True)
+app.add_typer(topics_app, name="topics")
+app.add_typer(alerts_app, name="alerts")
+
 
 def parse_time(text: str) -> int:
     """An RFC 3339 time, a date, or epoch milliseconds, as epoch milliseconds (UTC)."""
@@ -167,9 +181,68 @@ def score_cmd(
     err.print(f"wrote {n:,} customers to {out}")
 
 
+@app.command("worker")
+def worker_cmd(
+    broker: BrokerOpt = None,
+    partitions: PartitionsOpt = None,
+    metrics_port: Annotated[
+        int | None, typer.Option("--metrics-port", help="Serve /metrics on this port.")
+    ] = None,
+    metrics_host: Annotated[
+        str | None, typer.Option("--metrics-host", help="Bind address of /metrics.")
+    ] = None,
+    clock: ClockOpt = None,
+    app_id: Annotated[str | None, typer.Option("--app-id", help="Consumer group / app id.")] = None,
+    store: Annotated[
+        str | None, typer.Option("--store", help="memory:// or rocksdb:// (production).")
+    ] = None,
+    create_topics: Annotated[
+        bool, typer.Option(help="Create missing topics before starting.")
+    ] = True,
+    log_level: Annotated[str | None, typer.Option("--log-level")] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """A Faust worker: events in, per-customer state in tables, alerts out."""
+    from streams.worker import run_worker
+
+    if clock not in (None, "wall", "event"):
+        raise typer.BadParameter("--clock must be wall or event")
+    settings = load_settings(
+        config,
+        broker=broker,
+        partitions=partitions,
+        metrics_port=metrics_port,
+        metrics_host=metrics_host,
+        clock=clock,
+        app_id=app_id,
+        store=store,
+        log_level=log_level,
+    )
+    run_worker(settings, create=create_topics)
+
+
+@topics_app.command("create")
+def topics_create_cmd(
+    broker: BrokerOpt = None,
+    partitions: PartitionsOpt = None,
+    app_id: Annotated[str | None, typer.Option("--app-id", help="Names the changelogs.")] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Create every topic (inputs, alerts, DLQ, ticks, compacted changelogs); keeps existing."""
+    import asyncio
+
+    from streams.topics import create_topics
+
+    settings = load_settings(config, broker=broker, partitions=partitions, app_id=app_id)
+    result = asyncio.run(create_topics(settings))
+    for name, what in result.items():
+        err.print(f"{what:>8}  {name}")
+
+
 @app.command("simulate")
 def simulate_cmd(
-    out: Annotated[Path, typer.Option("--out", help="Events file (JSON lines).")],
+    out: Annotated[Path | None, typer.Option("--out", help="Events file (JSON lines).")] = None,
+    to: Annotated[str, typer.Option("--to", help="file (needs --out) or kafka.")] = "file",
     truth: Annotated[
         Path | None, typer.Option("--truth", help="Ground truth CSV (churn date, cause).")
     ] = None,
@@ -177,16 +250,93 @@ def simulate_cmd(
     days: Annotated[int, typer.Option(min=30)] = 540,
     seed: Annotated[int, typer.Option()] = 7,
     start: Annotated[str, typer.Option(help="First day (ISO date).")] = "2024-01-01",
+    broker: BrokerOpt = None,
+    partitions: PartitionsOpt = None,
+    rate: Annotated[
+        float,
+        typer.Option("--rate", min=0, help="Kafka: events per second (0: as fast as possible)."),
+    ] = 0.0,
+    speed: Annotated[
+        float,
+        typer.Option(
+            "--speed", min=0, help="Kafka: real-time pace, simulated seconds per second (0: off)."
+        ),
+    ] = 0.0,
+    config: ConfigOpt = None,
 ) -> None:
-    """Synthetic customers with known churn dates and causes (a development aid)."""
+    """Synthetic customers with known churn dates and causes, to a file or to Kafka."""
     from streams.simulate import SimConfig, generate, write_events, write_truth
 
+    if to not in ("file", "kafka"):
+        raise typer.BadParameter("--to must be file or kafka")
+    if to == "file" and out is None:
+        raise typer.BadParameter("--to file needs --out FILE")
     events, rows = generate(SimConfig(customers=customers, days=days, seed=seed, start=start))
-    n = write_events(out, events)
     if truth:
         write_truth(truth, rows)
     churners = sum(1 for r in rows if r.churn_date)
-    err.print(f"wrote {n:,} events for {customers:,} customers ({churners:,} churn) to {out}")
+    if out is not None:
+        n = write_events(out, events)
+        err.print(f"wrote {n:,} events for {customers:,} customers ({churners:,} churn) to {out}")
+    if to == "kafka":
+        from streams.feed import send_events
+
+        settings = load_settings(config, broker=broker, partitions=partitions)
+        n = send_events(settings, events, rate=rate, speed=speed, console=err)
+        err.print(
+            f"sent {n:,} events for {customers:,} customers ({churners:,} churn) "
+            f"to {settings.topic('events')} on {settings.broker}"
+        )
+
+
+@alerts_app.command("tail")
+def alerts_tail_cmd(
+    broker: BrokerOpt = None,
+    level: Annotated[
+        list[str] | None, typer.Option("--level", help="Only these levels (repeatable).")
+    ] = None,
+    category: Annotated[
+        list[str] | None, typer.Option("--category", help="Only these top categories.")
+    ] = None,
+    from_beginning: Annotated[bool, typer.Option(help="Start at the oldest alert.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the raw JSON values.")] = False,
+    idle_timeout: Annotated[
+        float | None, typer.Option("--idle-timeout", help="Exit after this many quiet seconds.")
+    ] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Follow the alert topic, optionally filtered by level and reason category."""
+    import asyncio
+
+    from detectors import decode_alert
+    from streams.feed import read_topic
+
+    settings = load_settings(config, broker=broker)
+    console = Console()
+
+    async def run() -> None:
+        topic = settings.topic("alerts")
+        async for _, value, _, _ in read_topic(
+            settings, topic, from_beginning=from_beginning, idle_timeout=idle_timeout
+        ):
+            if value is None:
+                continue
+            alert = decode_alert(value)
+            top = alert.reasons[0].category if alert.reasons else "none"
+            if level and alert.risk_level not in level:
+                continue
+            if category and top not in category:
+                continue
+            if as_json:
+                sys.stdout.write(value.decode() + "\n")
+                sys.stdout.flush()
+            else:
+                _print_alert(console, alert)
+
+    try:
+        asyncio.run(run())
+    except KeyboardInterrupt:
+        pass
 
 
 def _print_alert(console: Console, alert: Alert) -> None:
@@ -204,39 +354,53 @@ def _print_alert(console: Console, alert: Alert) -> None:
 
 @app.command("demo")
 def demo_cmd(
-    customers: Annotated[int, typer.Option(min=10)] = 1500,
+    broker: Annotated[
+        str | None, typer.Option("--broker", help="Use this Kafka instead of the embedded broker.")
+    ] = None,
+    customers: Annotated[int, typer.Option(min=10)] = 400,
+    days: Annotated[int, typer.Option(min=30)] = 540,
     seed: Annotated[int, typer.Option()] = 11,
-    workdir: Annotated[Path, typer.Option(help="Where the demo writes its files.")] = Path("out"),
+    rate: Annotated[float, typer.Option("--rate", min=0, help="Events/s (0: max).")] = 2000.0,
+    duration: Annotated[
+        float | None, typer.Option("--duration", help="Stop after this many seconds.")
+    ] = None,
+    partitions: PartitionsOpt = None,
+    metrics_port: Annotated[int | None, typer.Option("--metrics-port")] = None,
+    workdir: Annotated[Path, typer.Option(help="Where the demo writes its logs.")] = Path("out"),
 ) -> None:
-    """Simulate customers and replay them through the engine, printing the alerts."""
-    from streams.simulate import SimConfig, generate, write_events, write_truth
+    """Embedded broker + topics + worker + simulator, with a live view and /metrics.
 
-    workdir.mkdir(parents=True, exist_ok=True)
-    events_path = workdir / "demo-events.jsonl"
-    events, rows = generate(SimConfig(customers=customers, seed=seed))
-    write_events(events_path, events)
-    write_truth(workdir / "demo-truth.csv", rows)
-    settings = load_settings()
-    engine = _engine(settings)
+    Ends by itself once the simulated stream is processed (or after --duration); Ctrl-C stops it.
+    """
+    import uuid
+
+    from streams.live import run_demo
+
+    tag = uuid.uuid4().hex[:6]
+    settings = load_settings(
+        None,
+        broker=broker,
+        partitions=partitions,
+        app_id=f"churnwatch-demo-{tag}",
+        topic_prefix="" if broker is None else f"demo-{tag}-",
+    )
     console = Console()
-    console.rule(f"churnwatch demo: {customers:,} simulated customers, {len(events):,} events")
-    shown: list[Alert] = []
-
-    def on_alert(alert: Alert) -> None:
-        shown.append(alert)
-        if alert.kind in ("opened", "escalated") and alert.risk_level in ("high", "critical"):
-            _print_alert(console, alert)
-
-    with (workdir / "demo-alerts.jsonl").open("wb") as fh:
-        stats = replay(
-            events_path,
-            engine,
-            lambda a: (fh.write(alert_line(a)), on_alert(a)),
-            rejects=RejectsWriter(None),
-            show_progress=False,
-        )
-    _summary(stats, engine, "demo summary")
-    err.print(f"all {len(shown):,} alerts in {workdir / 'demo-alerts.jsonl'}")
+    view = run_demo(
+        settings,
+        embedded=broker is None,
+        customers=customers,
+        days=days,
+        seed=seed,
+        rate=rate,
+        duration=duration,
+        metrics_port=metrics_port,
+        workdir=str(workdir),
+        console=console,
+    )
+    console.print(
+        f"done: {view.sent:,} events sent, {int(view.processed):,} processed, "
+        f"{view.alerts:,} alerts, value at risk {view.value_at_risk:,.0f}"
+    )
 
 
 def main() -> None:

@@ -10,14 +10,46 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from detectors import ConfigError, EngineConfig, Playbook
 
 DEFAULT_PARTITIONS = 4
+DEFAULT_BROKER = "localhost:9092"
+
+
+class TopicNames(BaseModel):
+    """Topic names (``CHURNWATCH_TOPICS__EVENTS=...``); ``topic_prefix`` goes in front of all."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    events: str = "customer-events"
+    orders: str = "orders"
+    visits: str = "visits"
+    tickets: str = "support-tickets"
+    outcomes: str = "customer-outcomes"
+    alerts: str = "churn-alerts"
+    dlq: str = "churnwatch-dlq"
+    ticks: str = "churnwatch-ticks"
+
+
+class KafkaSettings(BaseModel):
+    """How to reach the brokers. TLS is on whenever SASL credentials are given."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    tls: bool = False
+    ca_file: Path | None = None
+    sasl_mechanism: Literal["SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN"] = "SCRAM-SHA-512"
+    username: str | None = None
+    password: SecretStr | None = None
+
+    @property
+    def use_tls(self) -> bool:
+        return self.tls or self.username is not None
 
 
 class Settings(BaseSettings):
@@ -28,6 +60,38 @@ class Settings(BaseSettings):
     )
 
     partitions: int = Field(DEFAULT_PARTITIONS, ge=1, le=1024)
+    broker: str = DEFAULT_BROKER
+    """Comma-separated ``host:port`` list (``CHURNWATCH_BROKER``)."""
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    app_id: str = "churnwatch"
+    """Faust app id: the consumer group and the prefix of the changelog topics."""
+    topic_prefix: str = ""
+    topics: TopicNames = Field(default_factory=TopicNames)
+    inputs: tuple[str, ...] = ("events",)
+    """Which input topics the worker reads: any of events, orders, visits, tickets."""
+    read_outcomes: bool = True
+    store: str = "memory://"
+    """Faust table store: ``memory://`` (tests) or ``rocksdb://`` (production, on rocksdict)."""
+    data_dir: Path = Path("churnwatch-data")
+    clock: Literal["wall", "event"] = "wall"
+    tick_interval_s: float = Field(10.0, gt=0)
+    """Wall clock mode: how often each owned partition is swept."""
+    model_checkpoint_s: float = Field(5.0, ge=0)
+    """Checkpoint the shard model at least this often (0: after every record, exact but costly)."""
+    model_checkpoint_labels: int = Field(500, ge=1)
+    session_timeout_s: float = Field(10.0, gt=0)
+    fetch_wait_ms: int = Field(50, ge=1, le=1500)
+    """Consumer fetch wait; Faust 0.15.3 hard-codes 1500 ms, we patch it (see streams/app.py)."""
+    commit_interval_s: float = Field(1.0, gt=0)
+    producer_batch_bytes: int = Field(16384, ge=1)
+    """Faust producer batch size. The embedded broker (tansu) reports a partition's end
+    offset as its last batch's base offset + 1, so Faust's changelog recovery stops
+    short of the last batch; ``1`` (one record per batch) avoids that there."""
+    metrics_port: int | None = Field(None, ge=0, le=65535)
+    metrics_host: str = "127.0.0.1"
+    web_port: int | None = Field(None, ge=1, le=65535)
+    """Faust's own web server: off unless a port is given (then bound to 127.0.0.1)."""
+    log_level: str = "warning"
     engine: dict[str, Any] = Field(default_factory=dict)
     """Engine settings (see ``EngineConfig``), e.g. ``CHURNWATCH_ENGINE__HORIZON_DAYS=60``."""
     playbook_file: Path | None = None
@@ -39,6 +103,17 @@ class Settings(BaseSettings):
         if self.playbook_file is None:
             return Playbook()
         return Playbook.from_mapping(read_toml(self.playbook_file))
+
+    def topic(self, name: str) -> str:
+        """The full name of a topic by its role (``events``, ``alerts``, ``dlq`` ...)."""
+        return self.topic_prefix + getattr(self.topics, name)
+
+    def changelog(self, table: str) -> str:
+        """Faust's changelog topic name for one of our tables."""
+        return f"{self.app_id}-{table}-changelog"
+
+    def bootstrap(self) -> list[str]:
+        return [b.strip() for b in self.broker.split(",") if b.strip()]
 
 
 def read_toml(path: Path) -> dict[str, Any]:
@@ -61,7 +136,7 @@ def load_settings(config: Path | None = None, **overrides: Any) -> Settings:
     env = Settings()
     merged: dict[str, Any] = {**file_data}
     for key, value in env.model_dump(exclude_unset=True).items():
-        merged[key] = {**merged.get(key, {}), **value} if key == "engine" else value
+        merged[key] = {**merged.get(key, {}), **value} if isinstance(value, dict) else value
     engine_overrides = overrides.pop("engine", None) or {}
     merged["engine"] = {**merged.get("engine", {}), **engine_overrides}
     merged.update({k: v for k, v in overrides.items() if v is not None})

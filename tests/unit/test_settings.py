@@ -25,7 +25,9 @@ def test_precedence_file_env_flags(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert (s.partitions, s.engine_config().horizon_days) == (5, 60)
 
 
-def test_config_env_variable_names_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_config_env_variable_names_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     cfg = tmp_path / "c.toml"
     cfg.write_text("partitions = 7\n")
     monkeypatch.setenv("CHURNWATCH_CONFIG", str(cfg))

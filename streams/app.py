@@ -1,0 +1,193 @@
+"""The Faust app: ``create_app(settings)`` wires topics, tables, the agent and the timers.
+
+One agent reads every input topic (and, with ``clock="wall"``, the tick
+topic) as raw bytes and hands each record to :class:`streams.pipeline.Pipeline`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+import faust
+from faust.transport.drivers import aiokafka as faust_aiokafka
+
+from streams.kafka import faust_credentials
+from streams.metrics import Metrics
+from streams.pipeline import DEFAULT_TYPES, Pipeline, PipelineConfig, Record
+from streams.settings import Settings
+from streams.topics import MODEL_TABLE, STATE_TABLE, input_roles
+
+log = logging.getLogger(__name__)
+
+RAW = {"key_serializer": "raw", "value_serializer": "raw"}
+
+
+def patch_fetch_wait(ms: int) -> None:
+    """Lower the consumer fetch wait that faust-streaming 0.15.3 hard-codes to 1500 ms.
+
+    ``AIOKafkaConsumerThread._create_worker_consumer`` passes
+    ``fetch_max_wait_ms=1500`` to aiokafka; the fetcher reads the consumer's
+    ``_fetch_max_wait_ms`` when it starts, so we set it on the new consumer.
+    """
+    cls: Any = faust_aiokafka.AIOKafkaConsumerThread
+    cls.churnwatch_fetch_wait_ms = ms
+    if getattr(cls, "churnwatch_patched", False):
+        return
+    original = cls._create_worker_consumer
+
+    def create(self: Any, transport: Any) -> Any:
+        consumer = original(self, transport)
+        consumer._fetch_max_wait_ms = cls.churnwatch_fetch_wait_ms
+        return consumer
+
+    cls._create_worker_consumer = create
+    cls.churnwatch_patched = True
+
+
+def raw_table(app: faust.App, name: str, changelog: str, partitions: int) -> Any:
+    """A table of str keys and bytes values, stored and changelogged as raw bytes.
+
+    Faust 0.15.3 derives a table's serializers from its key/value *types* and
+    falls back to JSON (a ``schema`` does not change that), also for the
+    changelog topic it makes: binary values are then written fine but fail to
+    decode on recovery. So we pass a raw changelog topic and override both.
+    """
+    schema = faust.Schema(key_type=str, value_type=bytes, **RAW)
+    topic = app.topic(
+        changelog,
+        schema=schema,
+        partitions=partitions,
+        compacting=True,
+        deleting=False,
+        acks=False,
+        internal=True,
+    )
+    table = app.Table(
+        name,
+        partitions=partitions,
+        schema=schema,
+        key_type=str,
+        value_type=bytes,
+        changelog_topic=topic,
+    )
+    table.key_serializer = table.value_serializer = "raw"
+    return table
+
+
+def wall_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
+    """A Faust app for ``settings``; its :class:`Pipeline` is ``app.pipeline``."""
+    patch_fetch_wait(settings.fetch_wait_ms)
+    n = settings.partitions
+    metrics = metrics or Metrics()
+    app = faust.App(
+        settings.app_id,
+        broker=[f"kafka://{b}" for b in settings.bootstrap()],
+        broker_credentials=faust_credentials(settings),
+        store=settings.store,
+        datadir=str(settings.data_dir),
+        topic_partitions=n,
+        topic_allow_declare=False,
+        topic_disable_leader=True,
+        processing_guarantee="at_least_once",
+        consumer_auto_offset_reset="earliest",
+        broker_session_timeout=settings.session_timeout_s,
+        broker_heartbeat_interval=max(settings.session_timeout_s / 5, 0.5),
+        broker_commit_interval=settings.commit_interval_s,
+        table_standby_replicas=0,
+        producer_max_batch_size=settings.producer_batch_bytes,
+        web_enabled=settings.web_port is not None,
+        web_host="127.0.0.1",
+        web_port=settings.web_port or 6066,
+        autodiscover=False,
+    )
+    state_table = raw_table(app, STATE_TABLE, settings.changelog(STATE_TABLE), n)
+    model_table = raw_table(app, MODEL_TABLE, settings.changelog(MODEL_TABLE), n)
+    alerts = app.topic(settings.topic("alerts"), **RAW)
+    dlq = app.topic(settings.topic("dlq"), **RAW)
+    ticks = app.topic(settings.topic("ticks"), partitions=n, **RAW)
+
+    async def send_alerts(batch: list[tuple[bytes, bytes]]) -> None:
+        pending = [await alerts.send(key=key, value=value) for key, value in batch]
+        await asyncio.gather(*pending)
+
+    async def send_dlq(key: bytes | None, value: bytes | None, headers: dict[str, bytes]) -> None:
+        await (await dlq.send(key=key, value=value, headers=headers))
+
+    def write_model(partition: int, key: str, data: bytes, in_stream: bool) -> None:
+        if in_stream:
+            model_table[key] = data
+        else:  # revocation: no current event, so address the changelog partition ourselves
+            model_table.data[key] = data
+            model_table.send_changelog(partition, key, data)
+
+    input_types = {
+        settings.topic(role): DEFAULT_TYPES.get(role, "outcome") for role in input_roles(settings)
+    }
+    pipeline = Pipeline(
+        PipelineConfig(
+            partitions=n,
+            clock=settings.clock,
+            input_types=input_types,
+            ticks_topic=settings.topic("ticks"),
+            checkpoint_labels=settings.model_checkpoint_labels,
+            checkpoint_seconds=settings.model_checkpoint_s,
+        ),
+        settings.engine_config(),
+        settings.playbook(),
+        state_table,
+        model_table,
+        send_alerts,
+        send_dlq,
+        write_model,
+        metrics,
+        wall_ms,
+    )
+    sources = list(input_types)
+    if settings.clock == "wall":
+        sources.append(settings.topic("ticks"))
+    channel = app.topic(*sources, partitions=n, **RAW)
+
+    @app.agent(channel, name="churnwatch.process")
+    async def process(stream: Any) -> None:
+        async for event in stream.events():
+            m = event.message
+            stamp = int(m.timestamp * 1000) if m.timestamp else None
+            await pipeline.handle(Record(m.topic, m.partition, m.offset, m.key, m.value, stamp))
+
+    @app.on_partitions_revoked.connect
+    async def on_revoked(sender: Any, revoked: set[Any], **kwargs: Any) -> None:
+        pipeline.revoke({tp.partition for tp in revoked if tp.topic in input_types})
+
+    if settings.clock == "wall":
+
+        @app.timer(interval=settings.tick_interval_s, name="churnwatch.tick")
+        async def tick() -> None:
+            now = str(wall_ms()).encode()
+            for tp in app.consumer.assignment():
+                if tp.topic == settings.topic("ticks"):
+                    await ticks.send(value=now, partition=tp.partition)
+
+    @app.timer(interval=2.0, name="churnwatch.metrics")
+    async def refresh() -> None:
+        pipeline.refresh_metrics()
+        for tp in app.consumer.assignment():
+            if tp.topic not in input_types:
+                continue
+            last = pipeline.last_offsets.get((tp.topic, tp.partition))
+            try:
+                high = app.consumer.highwater(tp)
+            except Exception:  # noqa: BLE001 - not known before the first fetch
+                high = None
+            if high is not None and last is not None:
+                metrics.lag.labels(tp.topic, str(tp.partition)).set(max(high - last - 1, 0))
+
+    app.pipeline = pipeline  # type: ignore[attr-defined]
+    app.metrics = metrics  # type: ignore[attr-defined]
+    return app

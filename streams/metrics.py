@@ -1,0 +1,104 @@
+"""Prometheus metrics of a worker (DESIGN.md "Metrics"), on an injected registry.
+
+Prefix ``churnwatch_``; counters end in ``_total``; durations are ``_seconds``
+histograms; labels are bounded sets (event type, outcome, level, kind,
+category, reason, partition), never a customer id.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+from detectors import LEVELS
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+FAST_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25, 1)
+
+
+class Metrics:
+    """Every metric a worker exports. Pass a fresh registry in tests."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        r = self.registry = registry or CollectorRegistry()
+        p = "churnwatch_"
+        self.events = Counter(
+            p + "events",
+            "Input records by event type and outcome (processed, duplicate, rejected, error).",
+            ["type", "outcome"],
+            registry=r,
+        )
+        self.processing = Histogram(
+            p + "event_processing_seconds",
+            "Time to decode, score, store and send one record.",
+            buckets=FAST_BUCKETS,
+            registry=r,
+        )
+        self.alert_latency = Histogram(
+            p + "event_to_alert_seconds",
+            "From the triggering record's Kafka timestamp to the alert's send.",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.alerts = Counter(
+            p + "alerts",
+            "Alerts sent by kind, level and top reason category.",
+            ["kind", "level", "category"],
+            registry=r,
+        )
+        self.dlq = Counter(p + "dlq", "Records dead-lettered by reason.", ["reason"], registry=r)
+        self.labels = Counter(
+            p + "labels", "Delayed labels learned by the model.", ["label"], registry=r
+        )
+        self.swept = Counter(p + "swept_customers", "Customers re-evaluated by sweeps.", registry=r)
+        self.sweep = Histogram(
+            p + "sweep_seconds",
+            "Duration of one sweep of a partition.",
+            buckets=FAST_BUCKETS,
+            registry=r,
+        )
+        self.customers = Gauge(
+            p + "customers_tracked",
+            "Customers with state, by partition.",
+            ["partition"],
+            registry=r,
+        )
+        self.at_risk = Gauge(
+            p + "customers_at_risk",
+            "Customers with an open alert, by level.",
+            ["level"],
+            registry=r,
+        )
+        self.value_at_risk = Gauge(
+            p + "value_at_risk",
+            "Sum of value at risk over customers with an open alert.",
+            registry=r,
+        )
+        self.model = Gauge(
+            p + "model_quality",
+            "Progressive validation of the shard model (auc, log_loss, brier, weight).",
+            ["partition", "metric"],
+            registry=r,
+        )
+        self.model_labels = Gauge(
+            p + "model_labels",
+            "Labels the shard model learned so far.",
+            ["partition"],
+            registry=r,
+        )
+        self.lag = Gauge(
+            p + "consumer_lag",
+            "Records not yet processed, by topic and partition (from the fetch high watermark).",
+            ["topic", "partition"],
+            registry=r,
+        )
+        self.checkpoints = Counter(
+            p + "model_checkpoints",
+            "Model checkpoints written to the changelogged table.",
+            registry=r,
+        )
+        for level in LEVELS[1:]:
+            self.at_risk.labels(level)
+
+    def serve(self, port: int, host: str = "127.0.0.1") -> None:
+        """Serve ``/metrics`` over HTTP from a daemon thread."""
+        start_http_server(port, addr=host, registry=self.registry)

@@ -1,0 +1,39 @@
+"""``churnwatch worker``: check the topics, serve /metrics, run the Faust worker."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import faust
+
+from streams.app import create_app
+from streams.metrics import Metrics
+from streams.settings import Settings
+from streams.topics import check_copartitioned, create_topics, worker_topics
+
+log = logging.getLogger(__name__)
+
+
+async def prepare_topics(settings: Settings, create: bool) -> None:
+    """Create the worker's missing topics (optional), then check co-partitioning."""
+    if create:
+        await create_topics(settings, only=worker_topics(settings) | _outputs(settings))
+    await check_copartitioned(settings)
+
+
+def _outputs(settings: Settings) -> set[str]:
+    return {settings.topic("alerts"), settings.topic("dlq")}
+
+
+def run_worker(settings: Settings, create: bool = True) -> None:
+    """Run until SIGINT/SIGTERM. Raises :class:`~streams.topics.TopicError` before starting."""
+    asyncio.run(prepare_topics(settings, create))
+    asyncio.set_event_loop(asyncio.new_event_loop())
+    metrics = Metrics()
+    if settings.metrics_port is not None:
+        metrics.serve(settings.metrics_port, settings.metrics_host)
+        log.info("metrics on http://%s:%d/metrics", settings.metrics_host, settings.metrics_port)
+    app = create_app(settings, metrics)
+    worker = faust.Worker(app, loglevel=settings.log_level.upper(), quiet=True)
+    worker.execute_from_commandline()
