@@ -58,15 +58,18 @@ def alert_id(customer_id: str, seq: int, kind: str, level: int, as_of_ms: int) -
 def transition(
     s: CustomerState,
     score: float,
-    explained: bool,
+    evidence: float,
     now: int,
     recovered: bool,
     cfg: EngineConfig,
 ) -> tuple[str | None, int]:
     """Decide the alert kind (or none) and the new level.
 
-    Levels move with hysteresis (:meth:`EngineConfig.level_of`). An alert
-    opens only with at least one reason behind it. Escalations go out at
+    Levels move with hysteresis (:meth:`EngineConfig.level_of`) and are capped
+    by the evidence: the total log-odds push of the reasons behind the score
+    (:meth:`EngineConfig.evidence_level`), so a customer whose risk is high
+    only because they always buy rarely is not alarmed about. An alert opens
+    only with at least one reason behind it. Escalations go out at
     once. A case is resolved only when the customer recovers (orders again,
     or an explicit "retained" outcome) and the risk is back to low; without
     that it steps down no lower than medium, and only after the cooldown
@@ -76,15 +79,17 @@ def transition(
     >>> from detectors.ingest import new_state
     >>> cfg = EngineConfig()
     >>> s = new_state(0)
-    >>> transition(s, 0.75, True, 1, False, cfg)
+    >>> transition(s, 0.75, 1.0, 1, False, cfg)
     ('opened', 2)
-    >>> transition(s, 0.75, False, 1, False, cfg)
+    >>> transition(s, 0.75, 0.4, 1, False, cfg)
+    ('opened', 1)
+    >>> transition(s, 0.75, 0.0, 1, False, cfg)
     (None, 0)
     """
-    target = cfg.level_of(score, s.level)
+    target = min(cfg.level_of(score, s.level), cfg.evidence_level(evidence))
     cooled = not s.last_alert_ts or now - s.last_alert_ts >= cfg.cooldown_days * 86_400_000
     if not s.alert_open:
-        if target >= 1 and explained and cooled:
+        if target >= 1 and cooled:
             return "opened", target
         return None, 0
     if target > s.level:

@@ -36,6 +36,12 @@ class Cadence(NamedTuple):
     sigma: float
     dropout: float
     own_gaps: int
+    pop_mu: float = 0.0
+    pop_sigma: float = 1.0
+    irregular: float = 0.0
+    """Share of gaps that follow the population's broad rhythm, not the customer's own
+    (vacations, a project, a move): it keeps a short pause of a regular customer from
+    reading as a departure."""
 
     @property
     def usual_gap_days(self) -> float:
@@ -50,6 +56,7 @@ def cadence(
     prior_strength: float,
     dropout_a: float = 1.0,
     dropout_b: float = 3.0,
+    irregular: float = 0.1,
 ) -> Cadence:
     """Posterior cadence from a customer's own log-gaps and the population prior.
 
@@ -68,11 +75,19 @@ def cadence(
     spread = (n - 1) * variance(gaps) if n > 1 else 0.0
     var = (spread + k * prior_var + (n * k / (n + k)) * (m - prior_mu) ** 2) / (n + k)
     dropout = dropout_a / (dropout_a + dropout_b + n)
-    return Cadence(mu, max(math.sqrt(var), MIN_SIGMA), dropout, int(n))
+    return Cadence(
+        mu,
+        max(math.sqrt(var), MIN_SIGMA),
+        dropout,
+        int(n),
+        prior_mu,
+        max(math.sqrt(prior_var), MIN_SIGMA),
+        irregular if n else 0.0,
+    )
 
 
 def survival(days: float, c: Cadence) -> float:
-    """P(next gap > ``days``) under the log-normal gap model.
+    """P(next gap > ``days``): the customer's log-normal rhythm, mixed with the population's.
 
     >>> c = Cadence(math.log(30), 0.5, 0.1, 5)
     >>> round(survival(30, c), 3), survival(0, c)
@@ -80,8 +95,12 @@ def survival(days: float, c: Cadence) -> float:
     """
     if days <= 0:
         return 1.0
-    z = (math.log(days) - c.mu) / c.sigma
-    return 0.5 * math.erfc(z / SQRT2)
+    log_days = math.log(days)
+    own = 0.5 * math.erfc((log_days - c.mu) / (c.sigma * SQRT2))
+    if not c.irregular:
+        return own
+    broad = 0.5 * math.erfc((log_days - c.pop_mu) / (c.pop_sigma * SQRT2))
+    return (1.0 - c.irregular) * own + c.irregular * broad
 
 
 def p_no_purchase(silence_days: float, horizon_days: float, c: Cadence) -> float:

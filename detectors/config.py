@@ -32,6 +32,11 @@ class EngineConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     high: Share = 0.7
     critical: Share = 0.85
     hysteresis: Share = 0.05
+    evidence_medium: float = 0.3
+    evidence_high: float = 0.8
+    evidence_critical: float = 1.5
+    """Least total log-odds push of the reasons behind a level: risk that is only the
+    customer's usual rhythm (a yearly buyer quiet for a month) raises no alarm."""
     cooldown_days: Positive = 7.0
     """Least time between two alerts of one customer, except escalation to critical
     and resolution on a returning order."""
@@ -43,6 +48,8 @@ class EngineConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     """Starting population prior of the gap between orders (learned online after)."""
     prior_strength: Positive = 2.0
     """How many gaps the population prior weighs against a customer's own."""
+    irregular_gaps: Share = 0.1
+    """Share of a customer's gaps that follow no personal rhythm (vacations and the like)."""
     sweep_overdue_ratios: tuple[float, ...] = (1.5, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0)
     """Re-evaluate a silent customer when silence reaches these multiples of the usual gap."""
     min_sweep_interval_days: Positive = 1.0
@@ -101,6 +108,15 @@ class EngineConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     def snapshot_interval_ms(self) -> int:
         days = self.snapshot_interval_days or self.horizon_days / 3
         return int(days * DAY_MS)
+
+    def evidence_level(self, evidence: float) -> int:
+        """The highest level the reasons' total push supports.
+
+        >>> EngineConfig().evidence_level(1.0)
+        2
+        """
+        needs = (self.evidence_medium, self.evidence_high, self.evidence_critical)
+        return sum(1 for n in needs if evidence >= n)
 
     def level_of(self, score: float, current: int) -> int:
         """Risk level 0..3 for ``score``, with hysteresis around the current level.

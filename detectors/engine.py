@@ -171,8 +171,8 @@ class Shard:
         s.next_due = next_due(s, now, self.cfg, a.profile.cadence)
         self.due.schedule(key, s.next_due)
         s.score = round(a.score, 6)
-        explained = any(r.weight > 0 for r in a.reasons)
-        kind, level = transition(s, a.score, explained, now, recovered, self.cfg)
+        evidence = sum(r.weight for r in a.reasons if r.weight > 0)
+        kind, level = transition(s, a.score, evidence, now, recovered, self.cfg)
         if kind is None:
             return []
         previous = s.level

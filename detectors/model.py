@@ -16,7 +16,6 @@ actually predicts, and calibrates both.
 from __future__ import annotations
 
 import math
-import operator
 import pickle  # noqa: S403 - only our own checkpoints, never untrusted input
 from typing import Any
 
@@ -29,8 +28,11 @@ from detectors.profile import FEATURES, Population
 
 REFOLD_EVERY = 32
 """Scoring uses the classifier as of at most this many labels ago (a cheap, exact snapshot)."""
-MAX_LOGIT = 13.8
-"""Log-odds are clipped to about 1e-6 .. 1 - 1e-6."""
+MAX_LOGIT = 8.0
+"""The model's log-odds are clipped to about 0.0003 .. 0.9997."""
+SCALED_CLIP = 4.0
+"""Standardised features are clipped: a rare flag (an unpaid order) has a tiny spread,
+and unclipped it would swing the model's output from 0 to 1 on its own."""
 PRIOR_SIGMA = 1.0
 PRIOR_WEIGHT = 20.0
 """Pseudo-observations behind the configured gap prior before customers' first gaps take over."""
@@ -115,7 +117,7 @@ class ShardModel:
         self.value_quantile = stats.Quantile(config.value_tier_quantile)
         self.values_seen = 0
         self._population: Population | None = None
-        self._linear: tuple[list[float], float] | None = None
+        self._linear: tuple[list[float], list[float], list[float], float] | None = None
         self._folded_at = 0
         self._var = RunningVar()
 
@@ -158,28 +160,27 @@ class ShardModel:
         return self.stacker.w_model if self.model_active else 0.0
 
     def _model_logit(self, x: list[float]) -> float:
-        """The classifier's log-odds, as ``predict_proba_one`` computes it, without the dicts.
+        """The classifier's log-odds on the clipped, standardised features, without the dicts.
 
-        Scaling and weights fold into one linear form, rebuilt after each learning step.
+        The scaler's means and spreads and the weights are read once every
+        ``REFOLD_EVERY`` labels.
         """
         if self._linear is None or self.labels - self._folded_at >= REFOLD_EVERY:
             self._linear = self._fold()
             self._folded_at = self.labels
-        coef, bias = self._linear
-        z: float = bias + sum(map(operator.mul, coef, x))
+        means, inv_sd, weights, bias = self._linear
+        z = bias
+        for v, m, k, w in zip(x, means, inv_sd, weights, strict=True):
+            s = (v - m) * k
+            z += w * (SCALED_CLIP if s > SCALED_CLIP else -SCALED_CLIP if s < -SCALED_CLIP else s)
         return min(max(z, -MAX_LOGIT), MAX_LOGIT)
 
-    def _fold(self) -> tuple[list[float], float]:
+    def _fold(self) -> tuple[list[float], list[float], list[float], float]:
         scaler, lr = self.classifier["StandardScaler"], self.classifier["LogisticRegression"]
-        weights = lr._weights
-        coef: list[float] = []
-        bias = float(lr.intercept)
-        for name in FEATURES:
-            var = scaler.vars.get(name, 0.0)
-            c = weights.get(name, 0.0) / var**0.5 if var else 0.0
-            coef.append(c)
-            bias -= c * scaler.means.get(name, 0.0)
-        return coef, bias
+        means = [float(scaler.means.get(n, 0.0)) for n in FEATURES]
+        inv_sd = [1.0 / var**0.5 if (var := scaler.vars.get(n, 0.0)) else 0.0 for n in FEATURES]
+        weights = [float(lr._weights.get(n, 0.0)) for n in FEATURES]
+        return means, inv_sd, weights, float(lr.intercept)
 
     def model_logit(self, x: list[float]) -> float:
         return self._model_logit(x) if self.model_active else 0.0
@@ -201,7 +202,10 @@ class ShardModel:
         scaler, lr = self.classifier["StandardScaler"], self.classifier["LogisticRegression"]
         row = dict(zip(FEATURES, x, strict=True))
         scaler.learn_one(row)
-        lr.learn_one(scaler.transform_one(row), bool(y))
+        scaled = {
+            k: min(max(v, -SCALED_CLIP), SCALED_CLIP) for k, v in scaler.transform_one(row).items()
+        }
+        lr.learn_one(scaled, bool(y))
         self.labels += 1
         self.positives += y
 

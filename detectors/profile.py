@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from array import array
+import struct
 from typing import NamedTuple
 
 from detectors.cadence import Cadence, cadence, p_no_purchase, survival
@@ -65,7 +65,9 @@ def profile(s: CustomerState, now: int, cfg: EngineConfig, pop: Population) -> P
     """Derive a customer's profile as of ``now`` (read-only on ``s``)."""
     since = s.last_order_ts or s.first_ts
     silence = max(now - since, 0) / DAY_MS
-    c = cadence(s.order_gap, pop.gap_mu, pop.gap_var, cfg.prior_strength)
+    c = cadence(
+        s.order_gap, pop.gap_mu, pop.gap_var, cfg.prior_strength, irregular=cfg.irregular_gaps
+    )
     p = p_no_purchase(silence, cfg.horizon_days, c)
     overdue = silence / c.usual_gap_days
     # the baseline right after a purchase only matters to an overdue customer's reason
@@ -188,14 +190,18 @@ def features(s: CustomerState, p: Profile) -> list[float]:
     ]
 
 
-def pack(values: list[float]) -> bytes:
-    """Features as packed float32, the compact form kept in pending snapshots.
+HALF_MAX = 65_000.0
 
-    >>> unpack(pack([0.5, -2.0]))
-    [0.5, -2.0]
+
+def pack(values: list[float]) -> bytes:
+    """Features as packed float16 (3 significant digits), the compact form of snapshots.
+
+    >>> unpack(pack([0.5, -2.0, 1e9]))
+    [0.5, -2.0, 64992.0]
     """
-    return array("f", values).tobytes()
+    clipped = [HALF_MAX if v > HALF_MAX else -HALF_MAX if v < -HALF_MAX else v for v in values]
+    return struct.pack(f"<{len(clipped)}e", *clipped)
 
 
 def unpack(data: bytes) -> list[float]:
-    return array("f", data).tolist()
+    return list(struct.unpack(f"<{len(data) // 2}e", data))

@@ -26,7 +26,7 @@ class OpenTicket(msgspec.Struct, array_like=True, gc=False):
 
 
 class Snapshot(msgspec.Struct, array_like=True, gc=False):
-    """Features taken at ``ts`` (float32, packed), learned when the horizon has passed.
+    """Features taken at ``ts`` (float16, packed), learned when the horizon has passed.
 
     ``label`` is -1 until known: 0 once the customer buys within the horizon, or an
     explicit outcome's. A snapshot still unlabelled when its horizon ends is a 1.
