@@ -256,6 +256,8 @@ def grid_point(s: CustomerState, t: int, cfg: EngineConfig) -> int:
 def next_due(s: CustomerState, now: int, cfg: EngineConfig, c: Cadence) -> int:
     """When the customer next needs a look if nothing else happens (0: never).
 
+    Also moves ``s.checkpoint`` past the cadence checkpoints already reached.
+
     Cadence checkpoints at multiples of the usual gap; the next training snapshot
     and the end of the oldest one's horizon; a look every ``max_sweep_interval_days``
     while tickets or payments are pending; ticket and payment deadlines.
@@ -274,13 +276,19 @@ def next_due(s: CustomerState, now: int, cfg: EngineConfig, c: Cadence) -> int:
         gap = c.usual_gap_days * DAY_MS
         soonest = now + int(cfg.min_sweep_interval_days * DAY_MS)
         worth = cfg.medium * CHECKPOINT_SHARE
-        for r in cfg.sweep_overdue_ratios:
-            t = base + math.ceil(r * gap) + 1
-            if t > now and (
-                r == cfg.sweep_overdue_ratios[-1]
-                or p_no_purchase(r * c.usual_gap_days, cfg.horizon_days, c) >= worth
-            ):
-                cands.append(max(t, soonest))
+        ratios = cfg.sweep_overdue_ratios
+        # each rung of the ladder once per silence: a rung is spent when the sweep scheduled
+        # for it comes (however the usual gap drifted since) or when the silence passes it
+        rung = s.checkpoint + (1 if s.checkpoint_ts and now >= s.checkpoint_ts else 0)
+        while rung < len(ratios) and base + ratios[rung] * gap <= now:
+            rung += 1
+        s.checkpoint, s.checkpoint_ts = rung, 0
+        for i in range(rung, len(ratios)):
+            r = ratios[i]
+            if r == ratios[-1] or p_no_purchase(r * c.usual_gap_days, cfg.horizon_days, c) >= worth:
+                t = max(base + math.ceil(r * gap) + 1, soonest)
+                s.checkpoint, s.checkpoint_ts = i, t
+                cands.append(t)
                 break
         if silence < cfg.horizon_ms * 2 and (s.open_tickets or s.unpaid):
             cands.append(now + int(cfg.max_sweep_interval_days * DAY_MS))

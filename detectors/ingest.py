@@ -185,6 +185,7 @@ class StateUpdater:
         )
         add_value(s, ts, e.amount)
         s.visits_since_order = s.carts_since_order = s.inquiries_since_order = 0
+        s.checkpoint = s.checkpoint_ts = 0
         return Change(purchase=True, first_gap=first_gap)
 
     def _visit(self, s: CustomerState, e: Visit, ts: int) -> None:

@@ -122,6 +122,10 @@ class CustomerState(msgspec.Struct, array_like=True, kw_only=True):
     alert_open: bool = False
     score: float = 0.0
     next_due: int = 0
+    checkpoint: int = 0
+    """The cadence checkpoint (rung of ``sweep_overdue_ratios``) the silence is at."""
+    checkpoint_ts: int = 0
+    """When that checkpoint's sweep was scheduled (0: none)."""
 
     def to_bytes(self) -> bytes:
         """Serialise compactly (MessagePack array)."""

@@ -264,6 +264,8 @@ BOOKKEEPING = (
     "alert_seq",
     "alert_open",
     "score",
+    "checkpoint",
+    "checkpoint_ts",
     "next_due",
     "snapshots",
 )
