@@ -37,7 +37,8 @@ HorizonOpt = Annotated[
     float | None, typer.Option("--horizon-days", min=1, help="Churn horizon in days.")
 ]
 PlaybookOpt = Annotated[
-    Path | None, typer.Option("--playbook", help="Retention playbook TOML ([[actions]]).")
+    Path | None,
+    typer.Option("--playbook", help="Retention playbook TOML file (see deploy/playbook.toml)."),
 ]
 
 BrokerOpt = Annotated[
