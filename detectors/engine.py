@@ -90,8 +90,16 @@ class Shard:
         self.due = DueIndex()
         self.clock = 0
         self.counts: Counter[str] = Counter()
+        self.open_alerts: dict[str, tuple[int, float]] = {}
+        """Customers with an open alert: (level, value at risk), for gauges and reports."""
+        self.known = 0
+        """Customers the store held when the shard was built."""
         for key, state in self.store.items():
+            self.known += 1
             self.due.schedule(key, state.next_due)
+            if state.alert_open:
+                value = net_value(state, state.last_ts)
+                self.open_alerts[key] = (state.level, round(value * state.score, 2))
 
     # drivers' entry points -----------------------------------------------------
 
@@ -151,6 +159,11 @@ class Shard:
         state = self.store.get(key)
         return None if state is None else self._assess(state, now)
 
+    @property
+    def tracked(self) -> int:
+        """Customers with state: those restored plus those first seen since."""
+        return self.known + self.counts["customers"]
+
     def customers(self) -> Iterator[str]:
         return iter(self.store)
 
@@ -181,22 +194,25 @@ class Shard:
         s.alert_open = kind != "resolved"
         self.counts[f"alerts_{kind}"] += 1
         shown = a.reasons if kind != "resolved" else []
-        return [
-            make_alert(
-                customer_id=key,
-                seq=s.alert_seq,
-                kind=kind,
-                level=level,
-                previous=previous,
-                score=a.score,
-                as_of=now,
-                reasons=shown,
-                actions=self.playbook.actions(shown, level) if shown else [],
-                value=a.profile.value,
-                model_version=self.model.version,
-                trigger=trigger,
-            )
-        ]
+        alert = make_alert(
+            customer_id=key,
+            seq=s.alert_seq,
+            kind=kind,
+            level=level,
+            previous=previous,
+            score=a.score,
+            as_of=now,
+            reasons=shown,
+            actions=self.playbook.actions(shown, level) if shown else [],
+            value=a.profile.value,
+            model_version=self.model.version,
+            trigger=trigger,
+        )
+        if s.alert_open:
+            self.open_alerts[key] = (level, alert.value_at_risk)
+        else:
+            self.open_alerts.pop(key, None)
+        return [alert]
 
     def _maybe_snapshot(self, s: CustomerState, now: int, a: Assessment) -> None:
         cfg = self.cfg

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
@@ -103,6 +104,32 @@ def _summary(stats: ReplayStats, engine: Engine, title: str) -> None:
     err.print(table)
 
 
+def _replay_file(
+    file: Path,
+    engine: Engine,
+    on_alert: Callable[[Alert], object],
+    rejects: Path | None,
+    strict: bool,
+    until: int | None,
+    progress: bool,
+) -> ReplayStats:
+    """Replay ``file`` through ``engine``, bad lines to the ``rejects`` file if given."""
+    rej = rejects.open("w", encoding="utf-8") if rejects else None
+    try:
+        return replay(
+            file,
+            engine,
+            on_alert,
+            rejects=RejectsWriter(rej),
+            strict=strict,
+            until=until,
+            show_progress=progress and err.is_terminal,
+        )
+    finally:
+        if rej:
+            rej.close()
+
+
 @app.command("replay")
 def replay_cmd(
     file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="JSON-lines events.")],
@@ -126,22 +153,19 @@ def replay_cmd(
     settings = _settings(config, partitions, horizon_days, playbook)
     engine = _engine(settings)
     out = alerts_out.open("wb") if alerts_out else sys.stdout.buffer
-    rej = rejects.open("w", encoding="utf-8") if rejects else None
     try:
-        stats = replay(
+        stats = _replay_file(
             file,
             engine,
             lambda a: out.write(alert_line(a)),
-            rejects=RejectsWriter(rej),
-            strict=strict,
-            until=parse_time(until) if until else None,
-            show_progress=progress and err.is_terminal,
+            rejects,
+            strict,
+            parse_time(until) if until else None,
+            progress,
         )
     finally:
         if alerts_out:
             out.close()
-        if rej:
-            rej.close()
     _summary(stats, engine, f"replay of {file.name}")
 
 
@@ -162,20 +186,7 @@ def score_cmd(
     settings = _settings(config, partitions, horizon_days, playbook)
     engine = _engine(settings)
     t = parse_time(as_of)
-    rej = rejects.open("w", encoding="utf-8") if rejects else None
-    try:
-        stats = replay(
-            file,
-            engine,
-            lambda a: None,
-            rejects=RejectsWriter(rej),
-            strict=strict,
-            until=t,
-            show_progress=progress and err.is_terminal,
-        )
-    finally:
-        if rej:
-            rej.close()
+    stats = _replay_file(file, engine, lambda a: None, rejects, strict, t, progress)
     with out.open("w", encoding="utf-8", newline="") as fh:
         n = write_scores(engine, t, fh)
     _summary(stats, engine, f"scores as of {as_of}")

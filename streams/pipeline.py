@@ -31,7 +31,6 @@ from detectors import (
     partition_for,
 )
 from detectors.alerts import rfc3339
-from detectors.ingest import net_value
 from streams.metrics import Metrics
 from streams.tables import TableStore, load_model, model_key
 
@@ -68,20 +67,11 @@ class PipelineConfig:
 
 
 class Partition:
-    """A shard with its bookkeeping: open alerts for the gauges, checkpoint progress."""
+    """A shard with its checkpoint progress."""
 
     def __init__(self, shard: Shard, store: TableStore) -> None:
         self.shard = shard
         self.store = store
-        self.open: dict[str, tuple[int, float]] = {}
-        """Customers with an open alert: (level, value at risk)."""
-        self.known = 0
-        """Customers with state when the shard was built (the shard counts new ones)."""
-        for key in store:
-            self.known += 1
-            s = store[key]
-            if s.alert_open:
-                self.open[key] = (s.level, net_value(s, s.last_ts) * s.score)
         self.ckpt_labels = self.labels
         self.ckpt_time = time.monotonic()
         self.ckpt_events = 0
@@ -130,7 +120,7 @@ class Pipeline:
             model = load_model(self.model_table, p, self.engine_cfg)
             shard = Shard(self.engine_cfg, self.playbook, store=store, model=model)
             part = self.parts[p] = Partition(shard, store)
-            log.info("partition %d: %d customers, model labels %d", p, part.known, model.labels)
+            log.info("partition %d: %d customers, model labels %d", p, shard.known, model.labels)
         return part
 
     def revoke(self, partitions: set[int]) -> None:
@@ -245,13 +235,6 @@ class Pipeline:
             batch.append((alert.customer_id.encode(), encode_alert(alert)))
             category = alert.reasons[0].category if alert.reasons else "none"
             self.m.alerts.labels(alert.kind, alert.risk_level, category).inc()
-            if alert.kind == "resolved":
-                part.open.pop(alert.customer_id, None)
-            else:
-                part.open[alert.customer_id] = (
-                    LEVELS.index(alert.risk_level),
-                    alert.value_at_risk,
-                )
         await self.send_alerts(batch)
         if rec.timestamp_ms:
             self.m.alert_latency.observe(max(now - rec.timestamp_ms, 0) / 1000)
@@ -277,11 +260,11 @@ class Pipeline:
         by_level = [0] * len(LEVELS)
         var = 0.0
         for p, part in self.parts.items():
-            for level, v in part.open.values():
+            for level, v in part.shard.open_alerts.values():
                 by_level[level] += 1
                 var += v
             counts = part.shard.counts
-            self.m.customers.labels(str(p)).set(part.known + counts["customers"])
+            self.m.customers.labels(str(p)).set(part.shard.tracked)
             for label in ("0", "1"):
                 key = f"labels_{label}"
                 delta = counts[key] - part.reported.get(key, 0)
