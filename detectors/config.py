@@ -66,6 +66,9 @@ class EngineConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     max_pending_snapshots: Annotated[int, msgspec.Meta(ge=1, le=8)] = 4
     model_min_labels: Annotated[int, msgspec.Meta(ge=0)] = 500
     """Labels the global model learns from before its output enters the blend."""
+    learn: bool = True
+    """False: score with the model as it is and learn nothing (a frozen model; quality
+    metrics still update)."""
     learning_rate: Positive = 0.02
     calibration_rate: Positive = 0.05
     """AdaGrad rate of the stacker that blends and calibrates rules and model."""

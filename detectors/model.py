@@ -190,14 +190,16 @@ class ShardModel:
         return self.stacker.predict(rule_logit, self.model_logit(x))
 
     def learn(self, x: list[float], rule_logit: float, y: int) -> None:
-        """Score (for the quality metrics) then learn one labelled snapshot."""
+        """Score (for the quality metrics) then learn one labelled snapshot.
+
+        With ``learn = false`` in the config only the quality metrics move.
+        """
         m = self.model_logit(x)
         self.quality.update(y, self.stacker.predict(rule_logit, m))
         self.rule_quality.update(y, sigmoid(rule_logit))
-        if self.model_active:
-            self.stacker.learn(rule_logit, m, y)
-        else:
-            self.stacker.learn(rule_logit, 0.0, y)
+        if not self.cfg.learn:
+            return
+        self.stacker.learn(rule_logit, m, y)
         # the pipeline's own learn_one, minus its generic dispatch: scale, then fit
         scaler, lr = self.classifier["StandardScaler"], self.classifier["LogisticRegression"]
         row = dict(zip(FEATURES, x, strict=True))

@@ -44,9 +44,11 @@ def events_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def replay_alerts(path: Path, partitions: int) -> list[dict[str, Any]]:
-    """What ``churnwatch replay --partitions N`` emits for ``path``."""
-    settings = Settings(partitions=partitions)
+def replay_alerts(
+    path: Path, partitions: int, engine: dict[str, Any] | None = None
+) -> list[dict[str, Any]]:
+    """What ``churnwatch replay --partitions N`` emits for ``path`` (engine settings optional)."""
+    settings = Settings(partitions=partitions, engine=engine or {})
     engine = make_engine(settings.engine_config(), settings.playbook(), partitions)
     out: list[dict[str, Any]] = []
     replay(path, engine, lambda a: out.append(json.loads(_enc(a))), rejects=RejectsWriter(None))
