@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test soak lint bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,7 +19,11 @@ test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy detectors
-	$(BIN)/pytest
+	$(BIN)/pytest -m "not fault"
+
+# Crash and restart scenarios on the embedded broker (kill -9 mid-stream).
+soak: $(STAMP)
+	$(BIN)/pytest -m fault -p no:cacheprovider
 
 bench: $(STAMP)
 	$(BIN)/python bench/engine_bench.py
