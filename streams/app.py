@@ -161,6 +161,11 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
             stamp = int(m.timestamp * 1000) if m.timestamp else None
             await pipeline.handle(Record(m.topic, m.partition, m.offset, m.key, m.value, stamp))
 
+    @app.on_partitions_assigned.connect
+    async def on_assigned(sender: Any, assigned: set[Any], **kwargs: Any) -> None:
+        metrics.rebalances.inc()
+        metrics.partitions_assigned.set(sum(1 for tp in assigned if tp.topic in input_types))
+
     @app.on_partitions_revoked.connect
     async def on_revoked(sender: Any, revoked: set[Any], **kwargs: Any) -> None:
         pipeline.revoke({tp.partition for tp in revoked if tp.topic in input_types})

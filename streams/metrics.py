@@ -7,7 +7,16 @@ category, reason, partition), never a customer id.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    start_http_server,
+)
+from prometheus_client.gc_collector import GCCollector
+from prometheus_client.platform_collector import PlatformCollector
+from prometheus_client.process_collector import ProcessCollector
 
 from detectors import LEVELS
 
@@ -96,8 +105,24 @@ class Metrics:
             "Model checkpoints written to the changelogged table.",
             registry=r,
         )
+        self.sweep_backlog = Gauge(
+            p + "sweep_backlog_seconds",
+            "How far the earliest overdue customer is behind the partition clock (0: on time).",
+            ["partition"],
+            registry=r,
+        )
+        self.rebalances = Counter(
+            p + "rebalances", "Partition assignments this worker went through.", registry=r
+        )
+        self.partitions_assigned = Gauge(
+            p + "partitions_assigned", "Input partitions this worker owns.", registry=r
+        )
         for level in LEVELS[1:]:
             self.at_risk.labels(level)
+        # process_* resource metrics (CPU, memory, fds), as the default registry has them
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
+        GCCollector(registry=r)
 
     def serve(self, port: int, host: str = "127.0.0.1") -> None:
         """Serve ``/metrics`` over HTTP from a daemon thread."""

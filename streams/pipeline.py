@@ -265,6 +265,10 @@ class Pipeline:
                 var += v
             counts = part.shard.counts
             self.m.customers.labels(str(p)).set(part.shard.tracked)
+            first_due = part.shard.due.next_due()
+            now = self.wall_ms() if self.cfg.clock == "wall" else part.shard.clock
+            behind = now - first_due if first_due else 0
+            self.m.sweep_backlog.labels(str(p)).set(max(behind, 0) / 1000)
             for label in ("0", "1"):
                 key = f"labels_{label}"
                 delta = counts[key] - part.reported.get(key, 0)
