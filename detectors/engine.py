@@ -103,17 +103,21 @@ class Shard:
 
     # drivers' entry points -----------------------------------------------------
 
-    def advance(self, now: int) -> list[Alert]:
+    def advance(self, now: int, limit: int | None = None) -> list[Alert]:
         """Move the clock to ``now`` and re-evaluate every customer due by then.
 
         Customers come due in time order, each evaluated at its own due time, and
         one that comes due again before ``now`` is evaluated again: a single jump
-        of the clock gives the same result as many small ticks.
+        of the clock gives the same result as many small ticks. With ``limit``,
+        stop after that many customers (:attr:`behind` then says more are due);
+        calling again goes on where it stopped, with the same result.
         """
         if now > self.clock:
             self.clock = now
         alerts: list[Alert] = []
-        while (item := self.due.pop_next(self.clock)) is not None:
+        budget = limit if limit is not None else -1
+        while budget != 0 and (item := self.due.pop_next(self.clock)) is not None:
+            budget -= 1
             due, key = item
             state = self.store.get(key)
             if state is None:
@@ -158,6 +162,12 @@ class Shard:
         """Score one customer as of ``now`` without changing anything."""
         state = self.store.get(key)
         return None if state is None else self._assess(state, now)
+
+    @property
+    def behind(self) -> bool:
+        """Customers are due at or before the clock and not yet re-evaluated."""
+        first = self.due.next_due()
+        return 0 < first <= self.clock
 
     @property
     def tracked(self) -> int:

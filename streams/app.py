@@ -1,12 +1,11 @@
 """The Faust app: ``create_app(settings)`` wires topics, tables, the agent and the timers.
 
 One agent reads every input topic (and, with ``clock="wall"``, the tick
-topic) as raw bytes and hands each record to :class:`streams.pipeline.Pipeline`.
+topic) as raw bytes and hands batches of records to :class:`streams.pipeline.Pipeline`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from typing import Any
@@ -18,7 +17,8 @@ from streams.kafka import faust_credentials
 from streams.metrics import Metrics
 from streams.pipeline import DEFAULT_TYPES, Pipeline, PipelineConfig, Record
 from streams.settings import Settings
-from streams.topics import MODEL_TABLE, STATE_TABLE, input_roles
+from streams.tables import LocalStore
+from streams.topics import STATE_TABLE, input_roles
 
 log = logging.getLogger(__name__)
 
@@ -108,24 +108,22 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
         autodiscover=False,
     )
     state_table = raw_table(app, STATE_TABLE, settings.changelog(STATE_TABLE), n)
-    model_table = raw_table(app, MODEL_TABLE, settings.changelog(MODEL_TABLE), n)
     alerts = app.topic(settings.topic("alerts"), **RAW)
     dlq = app.topic(settings.topic("dlq"), **RAW)
     ticks = app.topic(settings.topic("ticks"), partitions=n, **RAW)
+    changelog = state_table.changelog_topic
 
-    async def send_alerts(batch: list[tuple[bytes, bytes]]) -> None:
-        pending = [await alerts.send(key=key, value=value) for key, value in batch]
-        await asyncio.gather(*pending)
+    class Sink:
+        """Sends through Faust's producer; each future resolves on the broker's ack."""
 
-    async def send_dlq(key: bytes | None, value: bytes | None, headers: dict[str, bytes]) -> None:
-        await (await dlq.send(key=key, value=value, headers=headers))
+        def alert(self, key: bytes, value: bytes) -> Any:
+            return alerts.send_soon(key=key, value=value)
 
-    def write_model(partition: int, key: str, data: bytes, in_stream: bool) -> None:
-        if in_stream:
-            model_table[key] = data
-        else:  # revocation: no current event, so address the changelog partition ourselves
-            model_table.data[key] = data
-            model_table.send_changelog(partition, key, data)
+        def dead_letter(self, key: bytes | None, value: bytes | None, headers: Any) -> Any:
+            return dlq.send_soon(key=key, value=value, headers=headers)
+
+        def changelog(self, partition: int, key: str, value: bytes) -> Any:
+            return changelog.send_soon(key=key, value=value, partition=partition)
 
     input_types = {
         settings.topic(role): DEFAULT_TYPES.get(role, "outcome") for role in input_roles(settings)
@@ -136,16 +134,12 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
             clock=settings.clock,
             input_types=input_types,
             ticks_topic=settings.topic("ticks"),
-            checkpoint_labels=settings.model_checkpoint_labels,
-            checkpoint_seconds=settings.model_checkpoint_s,
+            checkpoint_states=settings.checkpoint_states,
         ),
         settings.engine_config(),
         settings.playbook(),
-        state_table,
-        model_table,
-        send_alerts,
-        send_dlq,
-        write_model,
+        LocalStore(state_table),
+        Sink(),
         metrics,
         wall_ms,
     )
@@ -156,10 +150,17 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
 
     @app.agent(channel, name="churnwatch.process")
     async def process(stream: Any) -> None:
-        async for event in stream.events():
-            m = event.message
-            stamp = int(m.timestamp * 1000) if m.timestamp else None
-            await pipeline.handle(Record(m.topic, m.partition, m.offset, m.key, m.value, stamp))
+        # A batch's records are acked (and so committed) only after its checkpoint is
+        # acknowledged: take_events acks when the body returns.
+        async for events in stream.take_events(
+            settings.batch_records, within=settings.batch_wait_s
+        ):
+            batch = []
+            for event in events:
+                m = event.message
+                stamp = int(m.timestamp * 1000) if m.timestamp else None
+                batch.append(Record(m.topic, m.partition, m.offset, m.key, m.value, stamp))
+            await pipeline.handle_batch(batch)
 
     @app.on_partitions_assigned.connect
     async def on_assigned(sender: Any, assigned: set[Any], **kwargs: Any) -> None:
@@ -168,7 +169,7 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
 
     @app.on_partitions_revoked.connect
     async def on_revoked(sender: Any, revoked: set[Any], **kwargs: Any) -> None:
-        pipeline.revoke({tp.partition for tp in revoked if tp.topic in input_types})
+        await pipeline.revoke({tp.partition for tp in revoked if tp.topic in input_types})
 
     if settings.clock == "wall":
 

@@ -131,11 +131,7 @@ def run_demo(
     try:
         if broker is not None:
             broker.start()
-            # tansu reports a partition's end as its last batch's base offset + 1:
-            # one record per batch keeps Faust's changelog recovery exact there
-            settings = settings.model_copy(
-                update={"broker": broker.bootstrap, "producer_batch_bytes": 1}
-            )
+            settings = settings.model_copy(update={"broker": broker.bootstrap})
             console.print(f"embedded broker (tansu) on {broker.bootstrap}")
         asyncio.run(create_topics(settings))
         port = metrics_port or free_port()

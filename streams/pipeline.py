@@ -1,23 +1,32 @@
-"""What the worker does with one record: decode, route to the partition's shard, send.
+"""What the worker does with a batch of records: decode, route to the partition's shard,
+send, checkpoint.
 
-No Faust here: the agent hands over a :class:`Record`, the app wires the
-tables and the two sinks (alerts and dead letters). One engine
-:class:`~detectors.Shard` per partition, built lazily from the tables after
-they are recovered, dropped on revocation.
+No Faust here: the agent hands over batches of :class:`Record`, the app wires
+the table's local store and a :class:`Sink` (alerts, dead letters, changelog).
+One engine :class:`~detectors.Shard` per partition, rebuilt from the newest
+checkpoint when the partition is assigned (see :mod:`streams.tables`).
+
+A batch ends with :meth:`Pipeline.seal`: its alerts and dead letters are sent
+and acknowledged, then each touched partition's checkpoint and changed states
+go to the changelog and are acknowledged; only then does the agent ack the
+input records (Faust commits acked offsets). A crash anywhere re-runs the
+batch from the last checkpoint, which gives the same alerts with the same ids.
 
 Dead-letter envelope (contract): the DLQ message keeps the original key and
 value bytes; headers ``churnwatch.reason`` (a :data:`detectors.REASONS` code,
-``wrong_partition`` or ``engine_error``), ``churnwatch.detail`` (a sentence),
-``churnwatch.topic``, ``churnwatch.partition``, ``churnwatch.offset``,
-``churnwatch.timestamp`` (epoch ms) - all UTF-8.
+``wrong_partition``, ``bad_tick`` or ``engine_error``), ``churnwatch.detail``
+(a sentence), ``churnwatch.topic``, ``churnwatch.partition``,
+``churnwatch.offset``, ``churnwatch.timestamp`` (epoch ms) - all UTF-8.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from detectors import (
     LEVELS,
@@ -31,18 +40,36 @@ from detectors import (
     partition_for,
 )
 from detectors.alerts import rfc3339
+from detectors.model import ShardModel
 from streams.metrics import Metrics
-from streams.tables import TableStore, load_model, model_key
+from streams.tables import (
+    CHECKPOINT_VERSION,
+    Checkpoint,
+    LocalStore,
+    PartitionStore,
+    checkpoint_key,
+    decode_checkpoint,
+    encode_checkpoint,
+    fence_key,
+)
 
 log = logging.getLogger(__name__)
 
-AlertSink = Callable[[list[tuple[bytes, bytes]]], Awaitable[None]]
-"""Sends (key, value) alerts and returns once the broker acknowledged them."""
-DlqSink = Callable[[bytes | None, bytes | None, dict[str, bytes]], Awaitable[None]]
-ModelWriter = Callable[[int, str, bytes, bool], None]
-"""(partition, key, checkpoint, inside_stream) -> write to the model table."""
-
 DEFAULT_TYPES = {"events": None, "orders": "order", "visits": "visit", "tickets": "ticket"}
+
+
+class Sink(Protocol):
+    """Where records go; each call returns an awaitable that resolves on the broker's ack."""
+
+    def alert(self, key: bytes, value: bytes) -> Awaitable[Any]: ...
+
+    def dead_letter(
+        self, key: bytes | None, value: bytes | None, headers: dict[str, bytes]
+    ) -> Awaitable[Any]: ...
+
+    def changelog(self, partition: int, key: str, value: bytes) -> Awaitable[Any]:
+        """Resolves to the record's metadata (with ``.offset``)."""
+        ...
 
 
 @dataclass(slots=True)
@@ -62,24 +89,26 @@ class PipelineConfig:
     input_types: dict[str, str | None]
     """Input topic name -> default event type (``None``: the combined topic)."""
     ticks_topic: str
-    checkpoint_labels: int = 500
-    checkpoint_seconds: float = 5.0
+    checkpoint_states: int = 2000
+    """Seal early once this many customer states changed (bounds a checkpoint's size)."""
+    sweep_step: int = 1000
+    """Customers re-evaluated between checks of the checkpoint size during a sweep."""
 
 
+@dataclass
 class Partition:
-    """A shard with its checkpoint progress."""
+    """A shard, its store and what the next checkpoint must carry."""
 
-    def __init__(self, shard: Shard, store: TableStore) -> None:
-        self.shard = shard
-        self.store = store
-        self.ckpt_labels = self.labels
-        self.ckpt_time = time.monotonic()
-        self.ckpt_events = 0
-        self.reported: dict[str, int] = {}
+    shard: Shard
+    store: PartitionStore
+    offsets: dict[str, int]
+    alerts: list[tuple[Alert, int | None]] = field(default_factory=list)
+    dead: list[tuple[bytes | None, bytes | None, dict[str, bytes]]] = field(default_factory=list)
+    changed: bool = False
+    reported: dict[str, int] = field(default_factory=dict)
 
-    @property
-    def labels(self) -> int:
-        return self.shard.counts["labels_0"] + self.shard.counts["labels_1"]
+    def applied(self, topic: str) -> int:
+        return self.offsets.get(topic, -1)
 
 
 class Pipeline:
@@ -88,158 +117,168 @@ class Pipeline:
         cfg: PipelineConfig,
         engine_cfg: EngineConfig,
         playbook: Playbook,
-        state_table: MutableMapping[str, bytes],
-        model_table: MutableMapping[str, bytes],
-        send_alerts: AlertSink,
-        send_dlq: DlqSink,
-        write_model: ModelWriter,
+        local: LocalStore,
+        sink: Sink,
         metrics: Metrics,
         wall_ms: Callable[[], int] = lambda: int(time.time() * 1000),
     ) -> None:
         self.cfg = cfg
         self.engine_cfg = engine_cfg
         self.playbook = playbook
-        self.state_table = state_table
-        self.model_table = model_table
-        self.send_alerts = send_alerts
-        self.send_dlq = send_dlq
-        self.write_model = write_model
+        self.local = local
+        self.sink = sink
         self.m = metrics
         self.wall_ms = wall_ms
         self.parts: dict[int, Partition] = {}
-        self.sources = {topic: i for i, topic in enumerate(sorted(cfg.input_types))}
         self.last_offsets: dict[tuple[str, int], int] = {}
         self.processed = 0
+        self._events: dict[tuple[str, str], Any] = {}
 
     # partitions ------------------------------------------------------------------
 
     def partition(self, p: int) -> Partition:
+        """The partition's shard, restored from its newest checkpoint on first use."""
         part = self.parts.get(p)
-        if part is None:
-            store = TableStore(self.state_table, p, self.cfg.partitions, len(self.sources))
-            model = load_model(self.model_table, p, self.engine_cfg)
-            shard = Shard(self.engine_cfg, self.playbook, store=store, model=model)
-            part = self.parts[p] = Partition(shard, store)
-            log.info("partition %d: %d customers, model labels %d", p, shard.known, model.labels)
+        if part is not None:
+            return part
+        store = PartitionStore(self.local, p, self.cfg.partitions)
+        raw = self.local.get(p, checkpoint_key(p))
+        if raw:
+            ckpt = decode_checkpoint(raw)
+            model = ShardModel.from_bytes(ckpt.model, self.engine_cfg)
+            # the checkpoint's states may not have reached their own keys yet: they are
+            # re-written with the next checkpoint
+            store.dirty.update(ckpt.states)
+            offsets, clock = dict(ckpt.offsets), ckpt.clock
+        else:
+            model, offsets, clock = ShardModel(self.engine_cfg), {}, 0
+        shard = Shard(self.engine_cfg, self.playbook, store=store, model=model)
+        shard.clock = clock
+        part = self.parts[p] = Partition(shard, store, offsets, changed=bool(store.dirty))
+        log.info(
+            "partition %d: %d customers, model labels %d, offsets %s",
+            p,
+            shard.known,
+            model.labels,
+            offsets,
+        )
         return part
 
-    def revoke(self, partitions: set[int]) -> None:
-        """Checkpoint and drop the shards of revoked partitions (outside the stream)."""
+    async def revoke(self, partitions: set[int]) -> None:
+        """Drop the shards of revoked partitions, ending each changelog with a fence record.
+
+        Faust waits for in-flight batches (so every change is checkpointed) before it
+        revokes. The fence makes the last checkpoint readable by a broker that reports a
+        partition's end as its last batch's base offset + 1.
+        """
+        fences = []
         for p in partitions:
-            part = self.parts.pop(p, None)
-            if part is not None:
-                self.checkpoint(p, part, in_stream=False)
-
-    def checkpoint(self, p: int, part: Partition, in_stream: bool = True) -> None:
-        self.write_model(p, model_key(p), part.shard.model.to_bytes(), in_stream)
-        part.ckpt_labels = part.labels
-        part.ckpt_time = time.monotonic()
-        part.ckpt_events = 0
-        self.m.checkpoints.inc()
-
-    def _maybe_checkpoint(self, p: int, part: Partition) -> None:
-        part.ckpt_events += 1
-        if part.labels - part.ckpt_labels >= self.cfg.checkpoint_labels or (
-            time.monotonic() - part.ckpt_time >= self.cfg.checkpoint_seconds
-        ):
-            self.checkpoint(p, part)
+            if self.parts.pop(p, None) is not None:
+                fences.append(self.sink.changelog(p, fence_key(p), b"1"))
+        if fences:
+            await asyncio.gather(*fences)
 
     # records -----------------------------------------------------------------------
 
+    async def handle_batch(self, records: list[Record]) -> None:
+        """Process records in order, then seal: nothing returns before it is durable."""
+        for rec in records:
+            await self.handle(rec)
+        await self.seal()
+
     async def handle(self, rec: Record) -> None:
-        """Process one record; never raises for a bad record (it is dead-lettered)."""
+        """Process one record into its partition's pending checkpoint; never raises for a
+        bad record (it is dead-lettered)."""
         started = time.perf_counter()
         self.last_offsets[(rec.topic, rec.partition)] = rec.offset
+        part = self.partition(rec.partition)
+        if rec.offset <= part.applied(rec.topic):
+            self._count("record", "redelivered")
+            return
         if rec.topic == self.cfg.ticks_topic:
-            await self._tick(rec)
+            await self._tick(part, rec)
             return
         default_type = self.cfg.input_types.get(rec.topic)
         try:
             event = decode_event(rec.value or b"", default_type)
         except DecodeError as exc:
-            await self._dead_letter(rec, exc.reason, exc.detail, default_type or "unknown")
+            self._dead_letter(part, rec, exc.reason, exc.detail, default_type or "unknown")
             return
         etype = type(event).__name__.lower()
-        if partition_for(event.customer_id, self.cfg.partitions) != rec.partition:
+        owner = partition_for(event.customer_id, self.cfg.partitions)
+        if owner != rec.partition:
             detail = (
-                f"customer {event.customer_id!r} belongs to partition "
-                f"{partition_for(event.customer_id, self.cfg.partitions)} (key the record "
-                "by customer id with the default partitioner)"
+                f"customer {event.customer_id!r} belongs to partition {owner} "
+                "(key the record by customer id with the default partitioner)"
             )
-            await self._dead_letter(rec, "wrong_partition", detail, etype)
+            self._dead_letter(part, rec, "wrong_partition", detail, etype)
             return
-        part = self.partition(rec.partition)
         shard = part.shard
+        if self.cfg.clock == "event":
+            assert isinstance(event.ts, int)  # noqa: S101 - decode_event normalises ts
+            await self._sweep(part, event.ts)
         dups = shard.counts["duplicates"]
-        source = self.sources[rec.topic]
         try:
-            if self.cfg.clock == "event":
-                assert isinstance(event.ts, int)  # noqa: S101 - decode_event normalises ts
-                await self._sweep(part, event.ts, rec)
-            if part.store.applied(event.customer_id, source) >= rec.offset:
-                self.m.events.labels(etype, "redelivered").inc()
-                part.store.discard()
-                return
             alerts = shard.process(event)
-            part.store.mark(event.customer_id, source, rec.offset)
         except Exception as exc:  # noqa: BLE001 - never lose a record silently
-            part.store.discard()
             log.exception("engine failed on %s[%d]@%d", rec.topic, rec.partition, rec.offset)
-            await self._dead_letter(rec, "engine_error", f"{type(exc).__name__}: {exc}", etype)
+            self._dead_letter(part, rec, "engine_error", f"{type(exc).__name__}: {exc}", etype)
             return
-        await self._emit(part, alerts, rec)
-        part.store.flush()
-        self._maybe_checkpoint(rec.partition, part)
+        part.alerts.extend((a, rec.timestamp_ms) for a in alerts)
+        self._applied(part, rec)
         self.processed += 1
-        outcome = "duplicate" if shard.counts["duplicates"] > dups else "processed"
-        self.m.events.labels(etype, outcome).inc()
+        self._count(etype, "duplicate" if shard.counts["duplicates"] > dups else "processed")
         self.m.processing.observe(time.perf_counter() - started)
+        if part.store.dirty_count() >= self.cfg.checkpoint_states:
+            await self.seal()
 
-    async def _tick(self, rec: Record) -> None:
+    def _applied(self, part: Partition, rec: Record) -> None:
+        part.offsets[rec.topic] = rec.offset
+        part.changed = True
+
+    def _count(self, etype: str, outcome: str) -> None:
+        child = self._events.get((etype, outcome))
+        if child is None:
+            child = self._events[(etype, outcome)] = self.m.events.labels(etype, outcome)
+        child.inc()
+
+    async def _tick(self, part: Partition, rec: Record) -> None:
         try:
             now = int(rec.value or b"0")
         except ValueError:
-            await self._dead_letter(rec, "bad_tick", "tick value is not epoch ms", "tick")
+            self._dead_letter(part, rec, "bad_tick", "tick value is not epoch ms", "tick")
             return
-        part = self.partition(rec.partition)
         try:
-            await self._sweep(part, now, rec)
+            await self._sweep(part, now)
         except Exception as exc:  # noqa: BLE001
-            part.store.discard()
             log.exception("sweep failed on partition %d", rec.partition)
-            await self._dead_letter(rec, "engine_error", f"{type(exc).__name__}: {exc}", "tick")
+            self._dead_letter(part, rec, "engine_error", f"{type(exc).__name__}: {exc}", "tick")
             return
-        self._maybe_checkpoint(rec.partition, part)
+        self._applied(part, rec)
 
-    async def _sweep(self, part: Partition, now: int, rec: Record) -> None:
-        """Advance the shard's clock; alerts out and states written before returning."""
+    async def _sweep(self, part: Partition, now: int) -> None:
+        """Advance the shard's clock in steps, sealing when the checkpoint grows large."""
+        shard = part.shard
+        if now <= shard.clock and not shard.behind:
+            return
         started = time.perf_counter()
-        swept = part.shard.counts["swept"]
-        alerts = part.shard.advance(now)
-        n = part.shard.counts["swept"] - swept
+        swept = shard.counts["swept"]
+        while True:
+            alerts = shard.advance(now, limit=self.cfg.sweep_step)
+            part.alerts.extend((a, None) for a in alerts)
+            if not shard.behind:
+                break
+            if part.store.dirty_count() >= self.cfg.checkpoint_states:
+                await self.seal()
+        n = shard.counts["swept"] - swept
         if n:
+            part.changed = True
             self.m.swept.inc(n)
             self.m.sweep.observe(time.perf_counter() - started)
-        if alerts:
-            await self._emit(part, alerts, rec)
-        part.store.flush()
 
-    async def _emit(self, part: Partition, alerts: list[Alert], rec: Record) -> None:
-        if not alerts:
-            return
-        now = self.wall_ms()
-        stamp = rfc3339(now)
-        batch = []
-        for alert in alerts:
-            alert.emitted_at = stamp
-            batch.append((alert.customer_id.encode(), encode_alert(alert)))
-            category = alert.reasons[0].category if alert.reasons else "none"
-            self.m.alerts.labels(alert.kind, alert.risk_level, category).inc()
-        await self.send_alerts(batch)
-        if rec.timestamp_ms:
-            self.m.alert_latency.observe(max(now - rec.timestamp_ms, 0) / 1000)
-
-    async def _dead_letter(self, rec: Record, reason: str, detail: str, etype: str) -> None:
+    def _dead_letter(
+        self, part: Partition, rec: Record, reason: str, detail: str, etype: str
+    ) -> None:
         headers = {
             "churnwatch.reason": reason.encode(),
             "churnwatch.detail": detail[:1000].encode(),
@@ -248,10 +287,56 @@ class Pipeline:
             "churnwatch.offset": str(rec.offset).encode(),
             "churnwatch.timestamp": str(rec.timestamp_ms or 0).encode(),
         }
-        await self.send_dlq(rec.key, rec.value, headers)
+        part.dead.append((rec.key, rec.value, headers))
+        self._applied(part, rec)
         self.m.dlq.labels(reason).inc()
-        outcome = "error" if reason == "engine_error" else "rejected"
-        self.m.events.labels(etype, outcome).inc()
+        self._count(etype, "error" if reason == "engine_error" else "rejected")
+
+    # checkpoints -------------------------------------------------------------------
+
+    async def seal(self) -> None:
+        """Send the pending alerts and dead letters, then checkpoint every changed partition."""
+        parts = [(p, part) for p, part in self.parts.items() if part.changed]
+        if not parts:
+            return
+        now = self.wall_ms()
+        stamp = rfc3339(now)
+        sends = []
+        stamps = []
+        for _, part in parts:
+            for alert, rec_ts in part.alerts:
+                alert.emitted_at = stamp
+                sends.append(self.sink.alert(alert.customer_id.encode(), encode_alert(alert)))
+                category = alert.reasons[0].category if alert.reasons else "none"
+                self.m.alerts.labels(alert.kind, alert.risk_level, category).inc()
+                if rec_ts:
+                    stamps.append(rec_ts)
+            sends.extend(self.sink.dead_letter(*dead) for dead in part.dead)
+            part.alerts.clear()
+            part.dead.clear()
+        if sends:
+            await asyncio.gather(*sends)
+        for rec_ts in stamps:
+            self.m.alert_latency.observe(max(now - rec_ts, 0) / 1000)
+        written = []
+        for p, part in parts:
+            states = part.store.take_dirty()
+            ckpt = Checkpoint(
+                CHECKPOINT_VERSION,
+                sorted(part.offsets.items()),
+                part.shard.clock,
+                part.shard.model.to_bytes(),
+                states,
+            )
+            futures = [self.sink.changelog(p, checkpoint_key(p), encode_checkpoint(ckpt))]
+            futures += [self.sink.changelog(p, key, value) for key, value in states]
+            written.append((p, part, states, futures))
+            part.changed = False
+        for p, _part, states, futures in written:
+            meta = await asyncio.gather(*futures)
+            last = max((getattr(m, "offset", -1) for m in meta), default=-1)
+            self.local.put_many(p, states, last if last >= 0 else None)
+            self.m.checkpoints.inc()
 
     # gauges --------------------------------------------------------------------------
 

@@ -76,17 +76,18 @@ class Settings(BaseSettings):
     clock: Literal["wall", "event"] = "wall"
     tick_interval_s: float = Field(10.0, gt=0)
     """Wall clock mode: how often each owned partition is swept."""
-    model_checkpoint_s: float = Field(5.0, ge=0)
-    """Checkpoint the shard model at least this often (0: after every record, exact but costly)."""
-    model_checkpoint_labels: int = Field(500, ge=1)
+    batch_records: int = Field(1000, ge=1)
+    """Records per batch at most; a batch ends with one checkpoint per touched partition."""
+    batch_wait_s: float = Field(0.02, gt=0)
+    """How long a batch waits to fill before it is processed (adds to latency)."""
+    checkpoint_states: int = Field(2000, ge=1)
+    """Checkpoint early once this many customer states changed (a sweep can change many)."""
     session_timeout_s: float = Field(10.0, gt=0)
     fetch_wait_ms: int = Field(50, ge=1, le=1500)
     """Consumer fetch wait; Faust 0.15.3 hard-codes 1500 ms, we patch it (see streams/app.py)."""
     commit_interval_s: float = Field(1.0, gt=0)
-    producer_batch_bytes: int = Field(16384, ge=1)
-    """Faust producer batch size. The embedded broker (tansu) reports a partition's end
-    offset as its last batch's base offset + 1, so Faust's changelog recovery stops
-    short of the last batch; ``1`` (one record per batch) avoids that there."""
+    producer_batch_bytes: int = Field(65536, ge=1)
+    """Producer batch size in bytes (Faust's ``producer_max_batch_size``)."""
     metrics_port: int | None = Field(None, ge=0, le=65535)
     metrics_host: str = "127.0.0.1"
     web_port: int | None = Field(None, ge=1, le=65535)

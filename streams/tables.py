@@ -1,87 +1,143 @@
-"""The engine's state in Faust tables: a per-partition store adapter and model checkpoints.
+"""The engine's state in a Faust table, written in atomic checkpoints.
 
-Faust writes a table's changelog to the partition of the record being
-processed, so a shard only ever writes keys of its own partition, from
-inside the stream. Writes are buffered per record and flushed after the
-record's alerts are acknowledged: a crash between the two re-sends the same
-alerts (same ``alert_id``) instead of losing them.
+Each partition's customers live in the changelogged ``customer-state`` table,
+keyed by customer id. A shard also has state of its own (the model, the
+clock) and the worker must know which input records the stored state already
+includes. All three must move together, or a crash leaves a model a step ahead
+of or behind its customers.
+
+So a partition is written in *checkpoints*, never record by record. After a
+batch of records, once its alerts and dead letters are acknowledged, one
+changelog message under the partition's checkpoint key carries the model,
+the clock, the last applied offset of each input topic and every customer
+state the batch changed; then each of those states follows under its own key
+(for compaction, which keeps only the newest checkpoint), and only once the
+broker has them all is the local store updated. Any prefix of the changelog
+is therefore consistent: a restarted worker takes the newest checkpoint, lays
+its states over the per-customer values, and skips input records at or below
+its offsets. Alerts of a batch whose checkpoint was lost are re-sent with the
+same ``alert_id``.
 """
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Iterator, MutableMapping
 from typing import Any
 
-from detectors import CustomerState, EngineConfig, partition_for
-from detectors.model import ShardModel
+import msgspec
+
+from detectors import CustomerState, partition_for
+
+CHECKPOINT_PREFIX = "\x00checkpoint/"
+FENCE_PREFIX = "\x00fence/"
 
 
-def split_value(raw: bytes) -> tuple[tuple[int, ...], bytes]:
-    """A table value: ``u8 k, k x i64`` applied-offset guards, then the state bytes.
+def checkpoint_key(partition: int) -> str:
+    return f"{CHECKPOINT_PREFIX}{partition}"
 
-    >>> split_value(join_value((5, -1), b"state"))
-    ((5, -1), b'state')
+
+def fence_key(partition: int) -> str:
+    return f"{FENCE_PREFIX}{partition}"
+
+
+def is_customer_key(key: str) -> bool:
+    return not key.startswith("\x00")
+
+
+class Checkpoint(msgspec.Struct, array_like=True):
+    """A partition's consistent state as of ``offsets`` (one changelog message)."""
+
+    version: int
+    offsets: list[tuple[str, int]]
+    """Per input topic, the offset of the last record the state includes."""
+    clock: int
+    model: bytes
+    states: list[tuple[str, bytes]]
+
+
+CHECKPOINT_VERSION = 1
+_encode = msgspec.msgpack.Encoder().encode
+_decode = msgspec.msgpack.Decoder(Checkpoint).decode
+
+
+def encode_checkpoint(ckpt: Checkpoint) -> bytes:
+    return _encode(ckpt)
+
+
+def decode_checkpoint(raw: bytes) -> Checkpoint:
+    return _decode(raw)
+
+
+class LocalStore:
+    """Explicit-partition access to a Faust table's local data (memory or RocksDB).
+
+    Faust's own table API picks the partition from the current event; a
+    checkpoint is written for a partition after its batch, so we address the
+    partition ourselves.
     """
-    k = raw[0]
-    end = 1 + 8 * k
-    return struct.unpack(f">{k}q", raw[1:end]), raw[end:]
 
-
-def join_value(guards: tuple[int, ...], state: bytes) -> bytes:
-    return struct.pack(f">B{len(guards)}q", len(guards), *guards) + state
-
-
-class TableStore(MutableMapping[str, CustomerState]):
-    """One partition's customers in the changelogged ``customer-state`` table.
-
-    Values are ``CustomerState.to_bytes()`` behind a small header: per input
-    topic, the offset of the last record applied to the customer. After a
-    crash, records up to that offset are redeliveries and are skipped, however
-    many there are (the engine's event-id window only covers the last few).
-    """
-
-    def __init__(
-        self, table: MutableMapping[str, bytes], partition: int, partitions: int, sources: int = 1
-    ) -> None:
+    def __init__(self, table: Any) -> None:
         self.table = table
+        self.store = table.data
+        self.rocks = hasattr(self.store, "_db_for_partition")
+
+    def get(self, partition: int, key: str) -> bytes | None:
+        if self.rocks:
+            value: bytes | None = self.store._db_for_partition(partition).get(key.encode())
+            return value
+        return self.store.data.get(key)  # type: ignore[no-any-return]
+
+    def put_many(self, partition: int, items: list[tuple[str, bytes]], offset: int | None) -> None:
+        """Write ``items``, then record that the changelog is applied up to ``offset``."""
+        if self.rocks:
+            db = self.store._db_for_partition(partition)
+            index = self.store._key_index
+            for key, value in items:
+                raw = key.encode()
+                db.put(raw, value)
+                index[raw] = partition
+            if offset is not None:
+                self.store.set_persisted_offset(self._tp(partition), offset)
+        else:
+            self.store.data.update(items)
+
+    def keys(self, partition: int, partitions: int) -> Iterator[str]:
+        """Customer keys of one partition (a full scan: only when a partition is assigned)."""
+        if self.rocks:
+            db = self.store._db_for_partition(partition)
+            for raw in self.store._visible_keys(db):
+                key = raw.decode()
+                if is_customer_key(key):
+                    yield key
+            return
+        for key in list(self.store.data):
+            if is_customer_key(key) and (
+                partitions == 1 or partition_for(key, partitions) == partition
+            ):
+                yield key
+
+    def _tp(self, partition: int) -> Any:
+        from faust.types import TP
+
+        return TP(self.table.changelog_topic.get_topic_name(), partition)
+
+
+class PartitionStore(MutableMapping[str, CustomerState]):
+    """One partition's customers (the engine's ``store``): the local values, and the
+    states changed since the last checkpoint, serialised on write so that a record the
+    engine fails on leaves no half-changed state behind."""
+
+    def __init__(self, local: LocalStore, partition: int, partitions: int) -> None:
+        self.local = local
         self.partition = partition
         self.partitions = partitions
-        self.sources = sources
-        self.pending: dict[str, CustomerState] = {}
-        self.guards: dict[str, tuple[int, ...]] = {}
-
-    def _read(self, key: str) -> tuple[tuple[int, ...], bytes] | None:
-        raw = self.table.get(key)
-        if raw is None:
-            return None
-        guards, state = split_value(raw)
-        self.guards[key] = guards
-        return guards, state
+        self.dirty: dict[str, bytes] = {}
 
     def __getitem__(self, key: str) -> CustomerState:
-        state = self.pending.get(key)
-        if state is not None:
-            return state
-        found = self._read(key)
-        if found is None:
+        raw = self.dirty.get(key) or self.local.get(self.partition, key)
+        if raw is None:
             raise KeyError(key)
-        return CustomerState.from_bytes(found[1])
-
-    def applied(self, key: str, source: int) -> int:
-        """Offset of the last record of input ``source`` applied to ``key`` (-1: none)."""
-        guards = self.guards.get(key)
-        if guards is None:
-            found = self._read(key)
-            guards = found[0] if found else ()
-        return guards[source] if source < len(guards) else -1
-
-    def mark(self, key: str, source: int, offset: int) -> None:
-        """Record that the record at ``offset`` of ``source`` is applied (written on flush)."""
-        guards = list(self.guards.get(key) or ())
-        guards += [-1] * (self.sources - len(guards))
-        guards[source] = offset
-        self.guards[key] = tuple(guards)
+        return CustomerState.from_bytes(raw)
 
     def get(self, key: str, default: Any = None) -> Any:
         try:
@@ -90,46 +146,38 @@ class TableStore(MutableMapping[str, CustomerState]):
             return default
 
     def __setitem__(self, key: str, value: CustomerState) -> None:
-        self.pending[key] = value
+        self.dirty[key] = value.to_bytes()
 
     def __delitem__(self, key: str) -> None:
-        self.pending.pop(key, None)
-        del self.table[key]
+        raise NotImplementedError("customer state is never deleted in the stream")
 
     def __iter__(self) -> Iterator[str]:
-        """Keys of this partition (the table may also hold other partitions' keys)."""
-        n, p = self.partitions, self.partition
-        for key in list(self.table.keys()):
-            if key not in self.pending and (n == 1 or partition_for(key, n) == p):
+        yield from self.local.keys(self.partition, self.partitions)
+        for key in list(self.dirty):
+            if self.local.get(self.partition, key) is None:
                 yield key
-        yield from list(self.pending)
 
     def __len__(self) -> int:
         return sum(1 for _ in self)
 
-    def flush(self) -> int:
-        """Write the buffered states to the table (inside the stream); returns how many."""
-        n = len(self.pending)
-        for key, state in self.pending.items():
-            guards = self.guards.get(key)
-            if guards is None:
-                guards = self._read(key)[0] if key in self.table else ()  # type: ignore[index]
-            self.table[key] = join_value(guards or (-1,) * self.sources, state.to_bytes())
-        self.pending.clear()
-        self.guards.clear()
-        return n
+    def take_dirty(self) -> list[tuple[str, bytes]]:
+        """The states changed since the last checkpoint, cleared."""
+        items = list(self.dirty.items())
+        self.dirty.clear()
+        return items
 
-    def discard(self) -> None:
-        """Forget buffered writes (the record that made them was dead-lettered)."""
-        self.pending.clear()
-        self.guards.clear()
+    def dirty_count(self) -> int:
+        return len(self.dirty)
 
 
-def model_key(partition: int) -> str:
-    return str(partition)
-
-
-def load_model(table: MutableMapping[str, bytes], partition: int, cfg: EngineConfig) -> ShardModel:
-    """The partition's last model checkpoint, or a fresh model."""
-    raw = table.get(model_key(partition))
-    return ShardModel.from_bytes(raw, cfg) if raw else ShardModel(cfg)
+__all__ = [
+    "CHECKPOINT_VERSION",
+    "Checkpoint",
+    "LocalStore",
+    "PartitionStore",
+    "checkpoint_key",
+    "decode_checkpoint",
+    "encode_checkpoint",
+    "fence_key",
+    "is_customer_key",
+]

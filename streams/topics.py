@@ -16,7 +16,6 @@ from streams.kafka import client_options
 from streams.settings import Settings
 
 STATE_TABLE = "customer-state"
-MODEL_TABLE = "shard-model"
 TOPIC_ALREADY_EXISTS = 36
 
 
@@ -51,7 +50,6 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
     specs = [TopicSpec(settings.topic(role), n) for role in every]
     specs += [
         TopicSpec(settings.changelog(STATE_TABLE), n, compact=True),
-        TopicSpec(settings.changelog(MODEL_TABLE), n, compact=True),
         TopicSpec(settings.topic("alerts"), n, copartitioned=False),
         TopicSpec(settings.topic("dlq"), n, copartitioned=False),
     ]
@@ -61,7 +59,7 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
 def worker_topics(settings: Settings) -> set[str]:
     """The topics a worker reads or writes state to: these must be co-partitioned."""
     names = {settings.topic(role) for role in [*input_roles(settings), "ticks"]}
-    names |= {settings.changelog(STATE_TABLE), settings.changelog(MODEL_TABLE)}
+    names.add(settings.changelog(STATE_TABLE))
     return names
 
 

@@ -1,14 +1,18 @@
-"""Shared test set-up: hypothesis profile, paths, and the golden-stream helper module."""
+"""Shared test set-up: hypothesis profile, paths, the golden-stream helper module, and the
+embedded broker (one per session) of the integration and deploy tests."""
 
 from __future__ import annotations
 
 import importlib.util
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 from hypothesis import HealthCheck, settings
+
+from streams.broker import EmbeddedBroker
 
 ROOT = Path(__file__).resolve().parents[1]
 GOLDEN_DIR = ROOT / "tests" / "data" / "golden"
@@ -45,3 +49,11 @@ def golden() -> ModuleType:
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return ROOT
+
+
+@pytest.fixture(scope="session")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker]:
+    """A real Kafka-protocol broker (tansu), shared by every test that asks for it."""
+    log = tmp_path_factory.mktemp("broker") / "tansu.log"
+    with EmbeddedBroker(log=log) as b:
+        yield b

@@ -1,4 +1,4 @@
-"""The embedded broker (one per session) and a per-test stack: uuid topics, group, workers."""
+"""A per-test stack on the session's broker (tests/conftest.py): uuid topics, group, workers."""
 
 from __future__ import annotations
 
@@ -26,13 +26,6 @@ from streams.simulate import SimConfig, generate, write_events
 from streams.topics import create_topics
 
 CLI = [sys.executable, "-m", "streams.cli"]
-
-
-@pytest.fixture(scope="session")
-def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker]:
-    log = tmp_path_factory.mktemp("broker") / "tansu.log"
-    with EmbeddedBroker(log=log) as b:
-        yield b
 
 
 @pytest.fixture(scope="session")
@@ -83,7 +76,6 @@ class Stack:
             "CHURNWATCH_PARTITIONS": str(partitions),
             "CHURNWATCH_DATA_DIR": str(tmp / "data"),
             "CHURNWATCH_LOG_LEVEL": "info",
-            "CHURNWATCH_PRODUCER_BATCH_BYTES": "1",
         }
         self.settings = Settings(
             broker=broker.bootstrap,
