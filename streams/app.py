@@ -165,7 +165,9 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
     @app.on_partitions_assigned.connect
     async def on_assigned(sender: Any, assigned: set[Any], **kwargs: Any) -> None:
         metrics.rebalances.inc()
-        metrics.partitions_assigned.set(sum(1 for tp in assigned if tp.topic in input_types))
+        metrics.partitions_assigned.set(
+            len({tp.partition for tp in assigned if tp.topic in input_types})
+        )
 
     @app.on_partitions_revoked.connect
     async def on_revoked(sender: Any, revoked: set[Any], **kwargs: Any) -> None:

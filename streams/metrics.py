@@ -115,7 +115,7 @@ class Metrics:
             p + "rebalances", "Partition assignments this worker went through.", registry=r
         )
         self.partitions_assigned = Gauge(
-            p + "partitions_assigned", "Input partitions this worker owns.", registry=r
+            p + "partitions_assigned", "Partitions (numbers) this worker owns.", registry=r
         )
         for level in LEVELS[1:]:
             self.at_risk.labels(level)
@@ -124,6 +124,24 @@ class Metrics:
         PlatformCollector(registry=r)
         GCCollector(registry=r)
 
+    def forget_partition(self, partition: int) -> None:
+        """Drop the series of a partition this worker no longer owns (no stale values)."""
+        p = str(partition)
+        for gauge in (self.customers, self.sweep_backlog, self.model_labels):
+            _remove(gauge, p)
+        for metric in ("auc", "log_loss", "brier", "weight"):
+            _remove(self.model, p, metric)
+        for labels in list(self.lag._metrics):  # (topic, partition)
+            if labels[1] == p:
+                _remove(self.lag, *labels)
+
     def serve(self, port: int, host: str = "127.0.0.1") -> None:
         """Serve ``/metrics`` over HTTP from a daemon thread."""
         start_http_server(port, addr=host, registry=self.registry)
+
+
+def _remove(metric: Gauge, *labels: str) -> None:
+    try:
+        metric.remove(*labels)
+    except KeyError:
+        pass

@@ -175,6 +175,7 @@ class Pipeline:
         for p in partitions:
             if self.parts.pop(p, None) is not None:
                 fences.append(self.sink.changelog(p, fence_key(p), b"1"))
+            self.m.forget_partition(p)
         if fences:
             await asyncio.gather(*fences)
 
@@ -328,14 +329,18 @@ class Pipeline:
                 part.shard.model.to_bytes(),
                 states,
             )
-            futures = [self.sink.changelog(p, checkpoint_key(p), encode_checkpoint(ckpt))]
+            head = (checkpoint_key(p), encode_checkpoint(ckpt))
+            futures = [self.sink.changelog(p, *head)]
             futures += [self.sink.changelog(p, key, value) for key, value in states]
-            written.append((p, part, states, futures))
+            written.append((p, part, [head, *states], futures))
             part.changed = False
         for p, _part, states, futures in written:
             meta = await asyncio.gather(*futures)
-            last = max((getattr(m, "offset", -1) for m in meta), default=-1)
-            self.local.put_many(p, states, last if last >= 0 else None)
+            # the local store is now as new as the checkpoint's offset; recording no more
+            # than that re-reads this checkpoint's states on restart, which is harmless, and
+            # stays below a broker's end offset even where it reports the last batch's base
+            offset = getattr(meta[0], "offset", -1)
+            self.local.put_many(p, states, offset if offset >= 0 else None)
             self.m.checkpoints.inc()
 
     # gauges --------------------------------------------------------------------------

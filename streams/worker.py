@@ -26,6 +26,21 @@ def _outputs(settings: Settings) -> set[str]:
     return {settings.topic("alerts"), settings.topic("dlq")}
 
 
+class Worker(faust.Worker):
+    """Faust's worker with the log level applied to every library logger.
+
+    After Faust's logging set-up, aiokafka's loggers are still enabled for DEBUG,
+    and building their debug records costs more than our per-event work.
+    """
+
+    def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
+        super().on_setup_root_logger(logger, level)
+        level = level or logging.WARNING
+        logger.setLevel(level)
+        for name in ("aiokafka", "faust", "mode", "kafka"):
+            logging.getLogger(name).setLevel(level)
+
+
 def run_worker(settings: Settings, create: bool = True) -> None:
     """Run until SIGINT/SIGTERM. Raises :class:`~streams.topics.TopicError` before starting."""
     asyncio.run(prepare_topics(settings, create))
@@ -35,5 +50,5 @@ def run_worker(settings: Settings, create: bool = True) -> None:
         metrics.serve(settings.metrics_port, settings.metrics_host)
         log.info("metrics on http://%s:%d/metrics", settings.metrics_host, settings.metrics_port)
     app = create_app(settings, metrics)
-    worker = faust.Worker(app, loglevel=settings.log_level.upper(), quiet=True)
+    worker = Worker(app, loglevel=settings.log_level.upper(), quiet=True)
     worker.execute_from_commandline()

@@ -11,12 +11,13 @@ import pytest
 pytestmark = [pytest.mark.integration]
 
 
-def test_kill9_and_restart_loses_nothing(stack, events_file: Path, kit) -> None:
+@pytest.mark.parametrize("store", ["memory://", "rocksdb://"])
+def test_kill9_and_restart_loses_nothing(stack, events_file: Path, kit, store: str) -> None:
     expected = kit.replay_alerts(events_file, partitions=3)
     lines = events_file.read_bytes().splitlines()
     half = len(lines) // 2
     stack.create_topics()
-    worker = stack.start_worker("--clock", "event")
+    worker = stack.start_worker("--clock", "event", CHURNWATCH_STORE=store)
     stack.produce(lines[:half])
     first = stack.alerts(10, timeout=90)
     assert len(first) >= 10, "the first worker produced no alerts"
@@ -25,7 +26,7 @@ def test_kill9_and_restart_loses_nothing(stack, events_file: Path, kit) -> None:
     worker.kill()  # SIGKILL: no revocation, no flush, no commit
     worker.wait(10)
 
-    stack.start_worker("--clock", "event")
+    stack.start_worker("--clock", "event", CHURNWATCH_STORE=store)
     want = {a["alert_id"] for a in expected}
     seen: set[str] = set()
 
