@@ -7,27 +7,14 @@ churns by cutoff + horizon"; customers need an event before the cutoff to be sco
 from __future__ import annotations
 
 import argparse
-import bisect
 import tempfile
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from detectors import EngineConfig, Playbook
+from evaluation.metrics import roc_auc
 from streams.replay import RejectsWriter, make_engine, replay
 from streams.simulate import SimConfig, generate, write_events
-
-
-def roc_auc(scores: list[float], labels: list[bool]) -> float:
-    """Probability that a random positive outranks a random negative (ties count half)."""
-    neg = sorted(s for s, y in zip(scores, labels, strict=True) if not y)
-    pos = [s for s, y in zip(scores, labels, strict=True) if y]
-    if not pos or not neg:
-        return float("nan")
-    wins = 0.0
-    for s in pos:
-        lo, hi = bisect.bisect_left(neg, s), bisect.bisect_right(neg, s)
-        wins += lo + 0.5 * (hi - lo)
-    return wins / (len(pos) * len(neg))
 
 
 def main() -> None:
@@ -66,7 +53,7 @@ def main() -> None:
             rate = sum(labels) / len(labels)
             print(
                 f"{cut_date.isoformat():<12}{len(labels):>8,}{rate:>12.3f}"
-                f"{roc_auc(risk, labels):>10.3f}{roc_auc(recency, labels):>13.3f}"
+                f"{roc_auc(labels, risk):>10.3f}{roc_auc(labels, recency):>13.3f}"
             )
 
 

@@ -193,6 +193,58 @@ def score_cmd(
     err.print(f"wrote {n:,} customers to {out}")
 
 
+@app.command("evaluate")
+def evaluate_cmd(
+    events: Annotated[
+        Path,
+        typer.Option("--events", exists=True, dir_okay=False, help="JSON-lines events, in order."),
+    ],
+    truth: Annotated[
+        Path,
+        typer.Option(
+            "--truth", exists=True, dir_okay=False, help="CSV customer_id,churn_date[,cause]."
+        ),
+    ],
+    cutoffs: Annotated[
+        str | None,
+        typer.Option("--cutoffs", help="Comma-separated dates (default: quarter starts)."),
+    ] = None,
+    out: Annotated[
+        Path, typer.Option("--out", help="Directory for report.json and report.png.")
+    ] = Path("evaluation-report"),
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Also write the JSON report here (- : stdout).")
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Bootstrap seed.")] = 0,
+    bootstrap: Annotated[
+        int, typer.Option("--bootstrap", min=0, help="Bootstrap resamples (0: no intervals).")
+    ] = 200,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    config: ConfigOpt = None,
+    partitions: PartitionsOpt = None,
+    horizon_days: HorizonOpt = None,
+    playbook: PlaybookOpt = None,
+) -> None:
+    """Replay against ground truth: AUC at cutoffs vs baselines, calibration, alert quality."""
+    from evaluation.run import run_evaluation
+
+    settings = _settings(config, partitions, horizon_days, playbook)
+    cuts = [parse_time(c.strip()) for c in cutoffs.split(",") if c.strip()] if cutoffs else None
+    run_evaluation(
+        events,
+        truth,
+        _engine(settings),
+        cutoffs=cuts,
+        out_dir=out,
+        json_path=json_out,
+        draws=bootstrap,
+        seed=seed,
+        console=err if json_out is not None and str(json_out) == "-" else Console(),
+        show_progress=progress and err.is_terminal,
+    )
+    err.print(f"wrote {out / 'report.json'} and {out / 'report.png'}")
+
+
 @app.command("worker")
 def worker_cmd(
     broker: BrokerOpt = None,
@@ -258,6 +310,12 @@ def simulate_cmd(
     truth: Annotated[
         Path | None, typer.Option("--truth", help="Ground truth CSV (churn date, cause).")
     ] = None,
+    truth_detail: Annotated[
+        bool,
+        typer.Option(
+            "--truth-detail", help="Truth CSV also gets segment, signal, lead, pauses, traits."
+        ),
+    ] = False,
     customers: Annotated[int, typer.Option(min=1)] = 2000,
     days: Annotated[int, typer.Option(min=30)] = 540,
     seed: Annotated[int, typer.Option()] = 7,
@@ -285,7 +343,7 @@ def simulate_cmd(
         raise typer.BadParameter("--to file needs --out FILE")
     events, rows = generate(SimConfig(customers=customers, days=days, seed=seed, start=start))
     if truth:
-        write_truth(truth, rows)
+        write_truth(truth, rows, detail=truth_detail)
     churners = sum(1 for r in rows if r.churn_date)
     if out is not None:
         n = write_events(out, events)
