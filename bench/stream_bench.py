@@ -73,6 +73,7 @@ def start_worker(s: Settings, port: int, fetch_wait_ms: int) -> subprocess.Popen
         "CHURNWATCH_APP_ID": s.app_id,
         "CHURNWATCH_TOPIC_PREFIX": s.topic_prefix,
         "CHURNWATCH_FETCH_WAIT_MS": str(fetch_wait_ms),
+        **{k: v for k, v in os.environ.items() if k.startswith("CHURNWATCH_")},
     }
     cmd = [sys.executable, "-m", "streams.cli", "worker", "--clock", "event"]
     cmd += ["--metrics-port", str(port)]

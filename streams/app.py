@@ -108,22 +108,29 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
         autodiscover=False,
     )
     state_table = raw_table(app, STATE_TABLE, settings.changelog(STATE_TABLE), n)
-    alerts = app.topic(settings.topic("alerts"), **RAW)
-    dlq = app.topic(settings.topic("dlq"), **RAW)
     ticks = app.topic(settings.topic("ticks"), partitions=n, **RAW)
-    changelog = state_table.changelog_topic
+
+    alerts_topic, dlq_topic = settings.topic("alerts"), settings.topic("dlq")
+    changelog_topic = settings.changelog(STATE_TABLE)
 
     class Sink:
-        """Sends through Faust's producer; each future resolves on the broker's ack."""
+        """Sends straight through the app's aiokafka producer (Faust's per-message buffer
+        and futures cost more than our per-event work). Each call enqueues the record and
+        returns a future that resolves on the broker's ack; records to one partition keep
+        their order."""
 
-        def alert(self, key: bytes, value: bytes) -> Any:
-            return alerts.send_soon(key=key, value=value)
+        async def alert(self, key: bytes, value: bytes) -> Any:
+            return await app.producer._ensure_producer().send(alerts_topic, value, key=key)
 
-        def dead_letter(self, key: bytes | None, value: bytes | None, headers: Any) -> Any:
-            return dlq.send_soon(key=key, value=value, headers=headers)
+        async def dead_letter(self, key: bytes | None, value: bytes | None, headers: Any) -> Any:
+            producer = app.producer._ensure_producer()
+            return await producer.send(dlq_topic, value, key=key, headers=list(headers.items()))
 
-        def changelog(self, partition: int, key: str, value: bytes) -> Any:
-            return changelog.send_soon(key=key, value=value, partition=partition)
+        async def changelog(self, partition: int, key: str, value: bytes) -> Any:
+            producer = app.producer._ensure_producer()
+            return await producer.send(
+                changelog_topic, value, key=key.encode(), partition=partition
+            )
 
     input_types = {
         settings.topic(role): DEFAULT_TYPES.get(role, "outcome") for role in input_roles(settings)

@@ -59,16 +59,17 @@ DEFAULT_TYPES = {"events": None, "orders": "order", "visits": "visit", "tickets"
 
 
 class Sink(Protocol):
-    """Where records go; each call returns an awaitable that resolves on the broker's ack."""
+    """Where records go. Each call enqueues one record (records to one partition keep
+    their order) and returns an awaitable that resolves on the broker's ack."""
 
-    def alert(self, key: bytes, value: bytes) -> Awaitable[Any]: ...
+    async def alert(self, key: bytes, value: bytes) -> Awaitable[Any]: ...
 
-    def dead_letter(
+    async def dead_letter(
         self, key: bytes | None, value: bytes | None, headers: dict[str, bytes]
     ) -> Awaitable[Any]: ...
 
-    def changelog(self, partition: int, key: str, value: bytes) -> Awaitable[Any]:
-        """Resolves to the record's metadata (with ``.offset``)."""
+    async def changelog(self, partition: int, key: str, value: bytes) -> Awaitable[Any]:
+        """The awaitable resolves to the record's metadata (with ``.offset``)."""
         ...
 
 
@@ -174,7 +175,7 @@ class Pipeline:
         fences = []
         for p in partitions:
             if self.parts.pop(p, None) is not None:
-                fences.append(self.sink.changelog(p, fence_key(p), b"1"))
+                fences.append(await self.sink.changelog(p, fence_key(p), b"1"))
             self.m.forget_partition(p)
         if fences:
             await asyncio.gather(*fences)
@@ -307,12 +308,14 @@ class Pipeline:
         for _, part in parts:
             for alert, rec_ts in part.alerts:
                 alert.emitted_at = stamp
-                sends.append(self.sink.alert(alert.customer_id.encode(), encode_alert(alert)))
+                key, value = alert.customer_id.encode(), encode_alert(alert)
+                sends.append(await self.sink.alert(key, value))
                 category = alert.reasons[0].category if alert.reasons else "none"
                 self.m.alerts.labels(alert.kind, alert.risk_level, category).inc()
                 if rec_ts:
                     stamps.append(rec_ts)
-            sends.extend(self.sink.dead_letter(*dead) for dead in part.dead)
+            for dead in part.dead:
+                sends.append(await self.sink.dead_letter(*dead))
             part.alerts.clear()
             part.dead.clear()
         if sends:
@@ -330,8 +333,9 @@ class Pipeline:
                 states,
             )
             head = (checkpoint_key(p), encode_checkpoint(ckpt))
-            futures = [self.sink.changelog(p, *head)]
-            futures += [self.sink.changelog(p, key, value) for key, value in states]
+            futures = [await self.sink.changelog(p, *head)]
+            for key, value in states:
+                futures.append(await self.sink.changelog(p, key, value))
             written.append((p, part, [head, *states], futures))
             part.changed = False
         for p, _part, states, futures in written:
