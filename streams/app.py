@@ -47,7 +47,9 @@ def patch_fetch_wait(ms: int) -> None:
     cls.churnwatch_patched = True
 
 
-def raw_table(app: faust.App, name: str, changelog: str, partitions: int) -> Any:
+def raw_table(
+    app: faust.App, name: str, changelog: str, partitions: int, options: dict[str, Any]
+) -> Any:
     """A table of str keys and bytes values, stored and changelogged as raw bytes.
 
     Faust 0.15.3 derives a table's serializers from its key/value *types* and
@@ -72,6 +74,7 @@ def raw_table(app: faust.App, name: str, changelog: str, partitions: int) -> Any
         key_type=str,
         value_type=bytes,
         changelog_topic=topic,
+        options=options,
     )
     table.key_serializer = table.value_serializer = "raw"
     return table
@@ -107,7 +110,15 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
         web_port=settings.web_port or 6066,
         autodiscover=False,
     )
-    state_table = raw_table(app, STATE_TABLE, settings.changelog(STATE_TABLE), n)
+    mb = 1024 * 1024
+    rocksdb = {
+        "write_buffer_size": settings.rocksdb_write_buffer_mb * mb,
+        "max_write_buffer_number": 2,
+        "block_cache_size": settings.rocksdb_block_cache_mb * mb,
+        "block_cache_compressed_size": settings.rocksdb_block_cache_mb * mb // 4,
+    }
+    options = rocksdb if settings.store.startswith("rocksdb") else {}
+    state_table = raw_table(app, STATE_TABLE, settings.changelog(STATE_TABLE), n, options)
     ticks = app.topic(settings.topic("ticks"), partitions=n, **RAW)
 
     alerts_topic, dlq_topic = settings.topic("alerts"), settings.topic("dlq")
@@ -141,7 +152,7 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
             clock=settings.clock,
             input_types=input_types,
             ticks_topic=settings.topic("ticks"),
-            checkpoint_states=settings.checkpoint_states,
+            checkpoint_bytes=settings.checkpoint_bytes,
         ),
         settings.engine_config(),
         settings.playbook(),
@@ -167,7 +178,14 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
                 m = event.message
                 stamp = int(m.timestamp * 1000) if m.timestamp else None
                 batch.append(Record(m.topic, m.partition, m.offset, m.key, m.value, stamp))
-            await pipeline.handle_batch(batch)
+            try:
+                await pipeline.handle_batch(batch)
+            except Exception as exc:
+                # a batch that cannot be made durable must stop the worker, not stall it:
+                # its records are not acked, so a restarted worker processes them again
+                log.critical("cannot checkpoint a batch, stopping: %r", exc)
+                await app.crash(exc)
+                raise
 
     @app.on_partitions_assigned.connect
     async def on_assigned(sender: Any, assigned: set[Any], **kwargs: Any) -> None:

@@ -90,8 +90,9 @@ class PipelineConfig:
     input_types: dict[str, str | None]
     """Input topic name -> default event type (``None``: the combined topic)."""
     ticks_topic: str
-    checkpoint_states: int = 2000
-    """Seal early once this many customer states changed (bounds a checkpoint's size)."""
+    checkpoint_bytes: int = 512 * 1024
+    """Seal early once the changed states reach this size: a checkpoint is one Kafka
+    message, which brokers cap at 1 MB by default."""
     sweep_step: int = 1000
     """Customers re-evaluated between checks of the checkpoint size during a sweep."""
 
@@ -149,7 +150,7 @@ class Pipeline:
             model = ShardModel.from_bytes(ckpt.model, self.engine_cfg)
             # the checkpoint's states may not have reached their own keys yet: they are
             # re-written with the next checkpoint
-            store.dirty.update(ckpt.states)
+            store.restore(ckpt.states)
             offsets, clock = dict(ckpt.offsets), ckpt.clock
         else:
             model, offsets, clock = ShardModel(self.engine_cfg), {}, 0
@@ -231,7 +232,7 @@ class Pipeline:
         self.processed += 1
         self._count(etype, "duplicate" if shard.counts["duplicates"] > dups else "processed")
         self.m.processing.observe(time.perf_counter() - started)
-        if part.store.dirty_count() >= self.cfg.checkpoint_states:
+        if part.store.dirty_bytes >= self.cfg.checkpoint_bytes:
             await self.seal()
 
     def _applied(self, part: Partition, rec: Record) -> None:
@@ -270,7 +271,7 @@ class Pipeline:
             part.alerts.extend((a, None) for a in alerts)
             if not shard.behind:
                 break
-            if part.store.dirty_count() >= self.cfg.checkpoint_states:
+            if part.store.dirty_bytes >= self.cfg.checkpoint_bytes:
                 await self.seal()
         n = shard.counts["swept"] - swept
         if n:

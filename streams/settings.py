@@ -73,6 +73,10 @@ class Settings(BaseSettings):
     store: str = "memory://"
     """Faust table store: ``memory://`` (tests) or ``rocksdb://`` (production, on rocksdict)."""
     data_dir: Path = Path("churnwatch-data")
+    rocksdb_write_buffer_mb: int = Field(16, ge=1)
+    """RocksDB memtable size per partition (Faust's default, 64 MB x 3, is per partition)."""
+    rocksdb_block_cache_mb: int = Field(64, ge=1)
+    """RocksDB block cache per partition (Faust's default is 2 GB per partition)."""
     clock: Literal["wall", "event"] = "wall"
     tick_interval_s: float = Field(10.0, gt=0)
     """Wall clock mode: how often each owned partition is swept."""
@@ -80,8 +84,9 @@ class Settings(BaseSettings):
     """Records per batch at most; a batch ends with one checkpoint per touched partition."""
     batch_wait_s: float = Field(0.02, gt=0)
     """How long a batch waits to fill before it is processed (adds to latency)."""
-    checkpoint_states: int = Field(2000, ge=1)
-    """Checkpoint early once this many customer states changed (a sweep can change many)."""
+    checkpoint_bytes: int = Field(512 * 1024, ge=1024, le=8 * 1024 * 1024)
+    """Checkpoint early once the changed states reach this size (a checkpoint is one
+    Kafka message: keep it under the brokers' ``message.max.bytes``, 1 MB by default)."""
     session_timeout_s: float = Field(10.0, gt=0)
     fetch_wait_ms: int = Field(50, ge=1, le=1500)
     """Consumer fetch wait; Faust 0.15.3 hard-codes 1500 ms, we patch it (see streams/app.py)."""

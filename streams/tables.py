@@ -132,6 +132,7 @@ class PartitionStore(MutableMapping[str, CustomerState]):
         self.partition = partition
         self.partitions = partitions
         self.dirty: dict[str, bytes] = {}
+        self.dirty_bytes = 0
 
     def __getitem__(self, key: str) -> CustomerState:
         raw = self.dirty.get(key) or self.local.get(self.partition, key)
@@ -146,7 +147,10 @@ class PartitionStore(MutableMapping[str, CustomerState]):
             return default
 
     def __setitem__(self, key: str, value: CustomerState) -> None:
-        self.dirty[key] = value.to_bytes()
+        raw = value.to_bytes()
+        old = self.dirty.get(key)
+        self.dirty_bytes += len(raw) + len(key) - (len(old) + len(key) if old else 0)
+        self.dirty[key] = raw
 
     def __delitem__(self, key: str) -> None:
         raise NotImplementedError("customer state is never deleted in the stream")
@@ -164,10 +168,14 @@ class PartitionStore(MutableMapping[str, CustomerState]):
         """The states changed since the last checkpoint, cleared."""
         items = list(self.dirty.items())
         self.dirty.clear()
+        self.dirty_bytes = 0
         return items
 
-    def dirty_count(self) -> int:
-        return len(self.dirty)
+    def restore(self, states: list[tuple[str, bytes]]) -> None:
+        """Mark a checkpoint's states as changed (they are written again at the next one)."""
+        for key, raw in states:
+            self.dirty[key] = raw
+            self.dirty_bytes += len(key) + len(raw)
 
 
 __all__ = [
