@@ -62,6 +62,13 @@ def events(customers: int, seed: int) -> list[bytes]:
     return [r[1] for r in out]
 
 
+def scrape_or_zero(port: int) -> float:
+    try:
+        return scrape(port).get("done", 0.0)
+    except OSError:  # the worker is gone: the caller checks and prints its log
+        return 0.0
+
+
 def proc_status(pid: int) -> dict[str, float]:
     figures = {}
     with open(f"/proc/{pid}/status") as fh:
@@ -130,7 +137,7 @@ def main() -> None:
             asyncio.run(produce(s, records))
             print(f"produced in {time.perf_counter() - started:.0f}s")
             last = 0.0
-            while (done := scrape(port).get("done", 0.0)) < len(records):
+            while (done := scrape_or_zero(port)) < len(records):
                 if proc.poll() is not None or time.perf_counter() - started > args.timeout:
                     tail = (Path(tmp) / "worker.log").read_text(errors="replace")[-3000:]
                     raise SystemExit(f"worker stopped at {done:,.0f} events:\n{tail}")

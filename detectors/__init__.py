@@ -9,7 +9,16 @@ from detectors.alerts import Alert, decode_alert, encode_alert
 from detectors.config import LEVELS, EngineConfig
 from detectors.engine import Assessment, BytesStore, Engine, Shard
 from detectors.errors import ChurnwatchError, ConfigError, DecodeError
-from detectors.events import REASONS, Event, Order, Outcome, Ticket, Visit, decode_event
+from detectors.events import (
+    REASONS,
+    Event,
+    Order,
+    Outcome,
+    RetentionAction,
+    Ticket,
+    Visit,
+    decode_event,
+)
 from detectors.partition import partition_for
 from detectors.playbook import Playbook
 from detectors.state import CustomerState
@@ -30,6 +39,7 @@ __all__ = [
     "Order",
     "Outcome",
     "Playbook",
+    "RetentionAction",
     "Shard",
     "Ticket",
     "Visit",

@@ -14,7 +14,7 @@ from detectors.state import CustomerState
 
 SCHEMA_VERSION = 1
 _NAMESPACE = uuid.UUID("6f1c2a4e-9a53-4b0e-8f53-3c1f8d0c2b7a")
-KINDS = ("opened", "escalated", "deescalated", "resolved")
+KINDS = ("opened", "escalated", "deescalated", "resolved", "expired")
 
 
 class Alert(msgspec.Struct, kw_only=True):
@@ -35,6 +35,9 @@ class Alert(msgspec.Struct, kw_only=True):
     value_at_risk: float
     model_version: str
     trigger: str
+    treatment: str = "treated"
+    """The case's experiment arm: ``treated``, or ``control`` (held out: take no retention
+    action). Added to schema 1 with a default, so alerts written before it decode."""
 
 
 def rfc3339(ms: int) -> str:
@@ -116,6 +119,7 @@ def make_alert(
     value: float,
     model_version: str,
     trigger: str,
+    treatment: str = "treated",
 ) -> Alert:
     """Assemble an alert; ``emitted_at`` starts as ``as_of`` and the sender may overwrite it."""
     stamp = rfc3339(as_of)
@@ -134,6 +138,7 @@ def make_alert(
         value_at_risk=round(value * score, 2),
         model_version=model_version,
         trigger=trigger,
+        treatment=treatment,
     )
 
 

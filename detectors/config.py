@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -58,6 +58,10 @@ class EngineConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     """A customer with open issues is re-evaluated at least this often."""
     inactive_after_days: Positive = 730.0
     """Silent this long: no more sweeps (the customer is gone)."""
+    expire_after_days: Annotated[float, msgspec.Meta(ge=0)] = 1095.0
+    """Silent this long (no event of any kind): the customer gets a final churned outcome
+    and their state is dropped, so state tracks live customers; one who comes back later
+    starts again from the population prior. 0: keep every state forever."""
 
     # learning
     snapshot_interval_days: float = 0.0
@@ -85,6 +89,19 @@ class EngineConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     dedupe_window: Annotated[int, msgspec.Meta(ge=0, le=64)] = 16
     max_open_tickets: Annotated[int, msgspec.Meta(ge=1, le=32)] = 8
 
+    # retention experiment (detectors.ledger)
+    recovery_window_days: Positive = 60.0
+    """An alert case is *recovered* when the customer buys again within this many days of
+    its opening; without a purchase by then it is *churned* or *still at risk*."""
+    control_share: dict[Literal["medium", "high", "critical"], Share] = msgspec.field(
+        default_factory=dict
+    )
+    """Share of the cases opening at each level held out as a control group (their alerts
+    say ``"treatment": "control"``: no retention action). A level left out holds out
+    nobody; off by default, as holding customers back is a business decision."""
+    experiment_salt: Annotated[str, msgspec.Meta(min_length=1, max_length=256)] = "churnwatch"
+    """Key of the hash that assigns customers to the control group; a new salt reshuffles."""
+
     def __post_init__(self) -> None:
         if not self.medium < self.high < self.critical:
             raise ConfigError("levels must satisfy medium < high < critical")
@@ -94,6 +111,8 @@ class EngineConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
             self.sweep_overdue_ratios
         ):
             raise ConfigError("sweep_overdue_ratios must be a non-empty ascending list")
+        if 0 < self.expire_after_days < 2 * self.horizon_days:
+            raise ConfigError("expire_after_days must be 0 (never) or at least twice the horizon")
 
     @classmethod
     def from_mapping(cls, data: dict[str, Any]) -> EngineConfig:
@@ -102,6 +121,23 @@ class EngineConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
             return msgspec.convert(data, cls, strict=False)
         except (msgspec.ValidationError, TypeError) as exc:
             raise ConfigError(f"invalid engine setting: {exc}") from None
+
+    @property
+    def expire_ms(self) -> int:
+        return int(self.expire_after_days * DAY_MS)
+
+    @property
+    def recovery_window_ms(self) -> int:
+        return int(self.recovery_window_days * DAY_MS)
+
+    def control_share_at(self, level: int) -> float:
+        """The control share of cases opening at ``level`` (0..3).
+
+        >>> EngineConfig(control_share={"high": 0.1}).control_share_at(2)
+        0.1
+        """
+        name: Any = LEVELS[level]
+        return float(self.control_share.get(name, 0.0))
 
     @property
     def horizon_ms(self) -> int:

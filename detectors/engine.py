@@ -18,8 +18,9 @@ import msgspec
 from detectors.alerts import Alert, make_alert, transition
 from detectors.cadence import Cadence, p_no_purchase
 from detectors.config import DAY_MS, HOUR_MS, EngineConfig
-from detectors.events import Event
-from detectors.ingest import StateUpdater, net_value, new_state
+from detectors.events import Event, RetentionAction
+from detectors.ingest import StateUpdater, key_hash, net_value, new_state
+from detectors.ledger import Ledger, treatment_of
 from detectors.model import ShardModel
 from detectors.partition import partition_for
 from detectors.playbook import Playbook
@@ -88,6 +89,8 @@ class Shard:
         self.model = model or ShardModel(self.cfg)
         self.updater = StateUpdater(self.cfg)
         self.due = DueIndex()
+        self.ledger = Ledger(self.cfg)
+        """Alert cases, control groups, actions and outcomes (:mod:`detectors.ledger`)."""
         self.clock = 0
         self.counts: Counter[str] = Counter()
         self.open_alerts: dict[str, tuple[int, float]] = {}
@@ -97,6 +100,7 @@ class Shard:
         for key, state in self.store.items():
             self.known += 1
             self.due.schedule(key, state.next_due)
+            self.ledger.restore(key, state)
             if state.alert_open:
                 value = net_value(state, state.last_ts)
                 self.open_alerts[key] = (state.level, round(value * state.score, 2))
@@ -124,20 +128,32 @@ class Shard:
                 continue
             when = max(due, state.last_ts)
             self.counts["swept"] += 1
+            if self.cfg.expire_after_days and when - state.last_ts >= self.cfg.expire_ms:
+                alerts.extend(self._expire(key, state, when))
+                continue
             self._label_expired(state, when)
             alerts.extend(self._evaluate(key, state, when, SWEEP, recovered=False))
             self.store[key] = state
+        # alert cases whose recovery window ended (also those opened above): decide them
+        while budget != 0 and (ended := self.ledger.due.pop_next(self.clock)) is not None:
+            budget -= 1
+            state = self.store.get(ended[1])
+            if state is not None and self.ledger.window_end(ended[1], state):
+                self.store[ended[1]] = state
         return alerts
 
     def process(self, event: Event) -> list[Alert]:
         """Fold one event into its customer's state and return the alerts it causes."""
         key = event.customer_id
+        if isinstance(event, RetentionAction):
+            return self._action(key, event)
         state = self.store.get(key)
         ts = event.ts
         assert isinstance(ts, int)  # noqa: S101 - the decoder normalises ts
         if state is None:
             state = new_state(ts)
             self.counts["customers"] += 1
+        last_order, outcome_before = state.last_order_ts, state.outcome
         change = self.updater.apply(state, event)
         if change.duplicate:
             self.counts["duplicates"] += 1
@@ -153,7 +169,12 @@ class Shard:
             self._label_all(state, 1 if change.outcome == 1 else 0)
         if change.purchase:
             self.model.observe_value(net_value(state, now))
+            self.model.drift.order_value(getattr(event, "amount", 0.0), ts)
         recovered = change.purchase or change.outcome == 2
+        if state.case is not None and not state.case.outcome:
+            self.ledger.on_event(
+                key, state, ts, change.purchase, change.outcome, last_order, outcome_before
+            )
         alerts = self._evaluate(key, state, now, event.event_id, recovered=recovered)
         self.store[key] = state
         return alerts
@@ -167,12 +188,13 @@ class Shard:
     def behind(self) -> bool:
         """Customers are due at or before the clock and not yet re-evaluated."""
         first = self.due.next_due()
-        return 0 < first <= self.clock
+        ended = self.ledger.due.next_due()
+        return 0 < first <= self.clock or 0 < ended <= self.clock
 
     @property
     def tracked(self) -> int:
         """Customers with state: those restored plus those first seen since."""
-        return self.known + self.counts["customers"]
+        return self.known + self.counts["customers"] - self.counts["expired"]
 
     def customers(self) -> Iterator[str]:
         return iter(self.store)
@@ -190,6 +212,7 @@ class Shard:
         self, key: str, s: CustomerState, now: int, trigger: str, recovered: bool
     ) -> list[Alert]:
         a = self._assess(s, now)
+        self.model.drift.score(a.score, now)
         self._maybe_snapshot(s, now, a)
         s.next_due = next_due(s, now, self.cfg, a.profile.cadence)
         self.due.schedule(key, s.next_due)
@@ -204,6 +227,8 @@ class Shard:
         s.alert_open = kind != "resolved"
         self.counts[f"alerts_{kind}"] += 1
         shown = a.reasons if kind != "resolved" else []
+        if kind == "opened":
+            self.ledger.open(key, s, now, level, shown[0].category if shown else None)
         alert = make_alert(
             customer_id=key,
             seq=s.alert_seq,
@@ -217,12 +242,62 @@ class Shard:
             value=a.profile.value,
             model_version=self.model.version,
             trigger=trigger,
+            treatment=treatment_of(s),
         )
+        self.ledger.on_alert(s, now, alert.alert_id, (x.action for x in alert.actions))
         if s.alert_open:
             self.open_alerts[key] = (level, alert.value_at_risk)
         else:
             self.open_alerts.pop(key, None)
         return [alert]
+
+    def _action(self, key: str, event: RetentionAction) -> list[Alert]:
+        """An action report: linked to the customer's case and counted; no evaluation
+        (marketing's doing is not the customer's), no new customer."""
+        state = self.store.get(key)
+        if state is not None and self.cfg.dedupe_window:
+            h = key_hash(event.event_id)
+            if h in state.recent_events:
+                self.counts["duplicates"] += 1
+                return []
+            state.recent_events = (*state.recent_events, h)[-self.cfg.dedupe_window :]
+        self.counts["actions"] += 1
+        self.ledger.on_action(state, event)
+        if state is not None:
+            self.store[key] = state
+        return []
+
+    def _expire(self, key: str, s: CustomerState, now: int) -> list[Alert]:
+        """A customer silent past ``expire_after_days``: a final churned outcome (pending
+        snapshots learn 1), an ``expired`` alert closing an open case, and the state dropped."""
+        for snap in s.snapshots:
+            self._learn(snap, 1 if snap.label < 0 else snap.label)
+        alerts = []
+        if s.alert_open:
+            s.alert_seq += 1
+            value = net_value(s, s.last_ts)
+            alerts.append(
+                make_alert(
+                    customer_id=key,
+                    seq=s.alert_seq,
+                    kind="expired",
+                    level=s.level,
+                    previous=s.level,
+                    score=s.score,
+                    as_of=now,
+                    reasons=[],
+                    actions=[],
+                    value=value,
+                    model_version=self.model.version,
+                    trigger=SWEEP,
+                    treatment=treatment_of(s),
+                )
+            )
+            self.counts["alerts_expired"] += 1
+        self.open_alerts.pop(key, None)
+        del self.store[key]
+        self.counts["expired"] += 1
+        return alerts
 
     def _maybe_snapshot(self, s: CustomerState, now: int, a: Assessment) -> None:
         cfg = self.cfg
@@ -236,6 +311,7 @@ class Shard:
 
     def _learn(self, snap: Snapshot, y: int) -> None:
         self.model.learn(unpack(snap.features), snap.rule_logit, y)
+        self.model.drift.label(y, snap.ts)
         self.counts[f"labels_{y}"] += 1
 
     # Labels are learned when a snapshot's horizon ends, never earlier: the model then
@@ -326,6 +402,8 @@ def next_due(s: CustomerState, now: int, cfg: EngineConfig, c: Cadence) -> int:
         for _, ts in s.unpaid:
             if ts + unpaid_after > now:
                 cands.append(ts + unpaid_after + 1)
+    if cfg.expire_after_days:
+        cands.append(s.last_ts + cfg.expire_ms)
     later = [t for t in cands if t > now]
     return min(later) if later else 0
 

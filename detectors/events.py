@@ -1,7 +1,7 @@
 """The input event contract and its validating decoder.
 
-Every payload either becomes one of :class:`Order`, :class:`Visit`,
-:class:`Ticket`, :class:`Outcome` or raises :class:`DecodeError` with a reason
+Every payload either becomes one of :class:`Order`, :class:`Visit`, :class:`Ticket`,
+:class:`Outcome`, :class:`RetentionAction` or raises :class:`DecodeError` with a reason
 code from :data:`REASONS`; no other exception escapes :func:`decode_event`.
 """
 
@@ -98,9 +98,38 @@ class Outcome(_Event, tag="outcome", kw_only=True):
     outcome: Literal["churned", "retained"]
 
 
-Event = Order | Visit | Ticket | Outcome
+class RetentionAction(_Event, tag="action", kw_only=True):
+    """What marketing automation did with an alert (optional ``retention-actions`` input).
+
+    Without an ``event_id`` the report's id is ``alert_id/action/status``: a redelivered
+    report is dropped as a duplicate while the steps of one action (sent, then delivered
+    or failed) stay apart. Send an ``event_id`` to report the same step twice.
+
+    >>> a = decode_event(b'{"event_type":"action","alert_id":"a1","customer_id":"c1",'
+    ...                  b'"ts":1704153600000,"action":"targeted_offer","status":"sent"}')
+    >>> (type(a).__name__, a.event_id)
+    ('RetentionAction', 'a1/targeted_offer/sent')
+    """
+
+    event_id: Id = ""
+    alert_id: Id
+    action: Id
+    """The action taken, ideally a playbook action code (others are counted as ``other``)."""
+    status: Literal["sent", "delivered", "failed"]
+
+
+Event = Order | Visit | Ticket | Outcome | RetentionAction
 
 _FLOAT_FIELDS = ("amount", "discount", "duration_s", "sentiment")
+
+
+def event_type(event: Event) -> str:
+    """The ``event_type`` of a decoded event (its tag in the contract).
+
+    >>> event_type(Outcome(customer_id="c1", ts=0, outcome="retained"))
+    'outcome'
+    """
+    return str(type(event).__struct_config__.tag)
 
 
 def _reject_constant(token: str) -> float:
@@ -189,6 +218,8 @@ def validate(obj: dict[str, Any], default_type: str | None = None) -> Event:
             f"ts {event.ts!r} is outside 1990-01-01..2100-01-01 (integer ts is epoch milliseconds)",
         )
     event.ts = ms
+    if isinstance(event, RetentionAction) and not event.event_id:
+        event.event_id = f"{event.alert_id}/{event.action}/{event.status}"
     return event
 
 

@@ -23,6 +23,7 @@ from river import linear_model, metrics, optim, preprocessing, stats
 
 from detectors.calibration import Stacker, sigmoid
 from detectors.config import EngineConfig
+from detectors.drift import DriftMonitor
 from detectors.estimators import RunningVar, mean, variance
 from detectors.profile import FEATURES, Population
 
@@ -105,6 +106,7 @@ class ShardModel:
             optimizer=optim.SGD(config.learning_rate), l2=1e-4
         )
         self.stacker = Stacker(config.calibration_rate)
+        self.drift = DriftMonitor()
         self.labels = 0
         self.positives = 0
         self.quality = Quality()
@@ -237,5 +239,7 @@ class ShardModel:
     def from_bytes(cls, data: bytes, config: EngineConfig) -> ShardModel:
         model = cls(config)
         model.__dict__.update(pickle.loads(data))  # noqa: S301 - our own checkpoint
+        if not isinstance(model.__dict__.get("drift"), DriftMonitor):  # older checkpoints
+            model.drift = DriftMonitor()
         model.cfg = config
         return model

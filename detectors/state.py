@@ -38,6 +38,30 @@ class Snapshot(msgspec.Struct, array_like=True, gc=False):
     label: int = -1
 
 
+class Case(msgspec.Struct, array_like=True, frozen=True, gc=False):
+    """An alert case in the retention ledger: from ``opened`` to its outcome (frozen: a
+    change replaces it, so a copy of the state never shares a change).
+
+    ``level`` is the level the case opened at (the stratum whose control share decided
+    ``control``); ``category`` indexes :data:`detectors.reasons.CATEGORIES` (-1: none).
+    ``outcome`` is 0 while undecided, then 1 recovered, 2 churned, 3 still at risk.
+    ``recommended`` and ``actions`` are bitmasks over :data:`detectors.ledger.ACTION_CODES`:
+    the actions the case's alerts recommended and those reported sent or delivered.
+    ``alerts`` holds hashes of the case's alert ids (the opening one and the last three),
+    to link action reports to the case.
+    """
+
+    opened_ts: int
+    level: int
+    category: int = -1
+    control: bool = False
+    outcome: int = 0
+    recommended: int = 0
+    actions: int = 0
+    reports: int = 0
+    alerts: tuple[int, ...] = ()
+
+
 class CustomerState(msgspec.Struct, array_like=True, kw_only=True):
     """Everything the engine keeps about one customer.
 
@@ -126,6 +150,9 @@ class CustomerState(msgspec.Struct, array_like=True, kw_only=True):
     """The cadence checkpoint (rung of ``sweep_overdue_ratios``) the silence is at."""
     checkpoint_ts: int = 0
     """When that checkpoint's sweep was scheduled (0: none)."""
+
+    # the retention ledger (detectors.ledger): the current or last alert case
+    case: Case | None = None
 
     def to_bytes(self) -> bytes:
         """Serialise compactly (MessagePack array)."""

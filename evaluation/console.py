@@ -8,6 +8,8 @@ from rich.console import Console
 from rich.table import Table
 
 from evaluation.evaluate import PROBABILITIES, SCORES
+from evaluation.retention import has_cases
+from evaluation.retention_view import print_retention
 
 LEVEL_LABELS = {
     "medium": "medium",
@@ -181,3 +183,6 @@ def print_report(report: dict[str, Any], console: Console) -> None:
     console.print(calibration_table(report))
     console.print(alerts_table(report))
     console.print(cause_table(report))
+    retention = report.get("retention")
+    if retention is not None and has_cases(retention):
+        print_retention(report, console)

@@ -24,6 +24,7 @@ from detectors.events import Order
 from evaluation.alert_quality import DAY_MS, AlertRecord
 from evaluation.baselines import History
 from evaluation.evaluate import Collection, Truth, evaluate
+from evaluation.retention import ledger_counts, summarize
 from streams.replay import RejectsWriter, ReplayStats, progress_bar, read_events
 
 
@@ -237,6 +238,8 @@ def run_evaluation(
             )
     collection = collect(events, engine, cutoffs, show_progress=show_progress)
     report = evaluate(collection, truth, horizon, draws=draws, seed=seed)
+    report["recovery_window_days"] = engine.cfg.recovery_window_days
+    report["retention"] = summarize(ledger_counts(engine))
     report["data"]["events_file"] = events.name
     report["data"]["truth_file"] = truth_file.name
     report["data"]["partitions"] = engine.partitions

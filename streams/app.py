@@ -11,11 +11,15 @@ import time
 from typing import Any
 
 import faust
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.types import TP
+from faust.types import Message as FaustMessage
 
-from streams.kafka import faust_credentials
+from streams.kafka import client_options, faust_credentials
 from streams.metrics import Metrics
 from streams.pipeline import DEFAULT_TYPES, Pipeline, PipelineConfig, Record
+from streams.privacy import Pseudonymiser
 from streams.settings import Settings
 from streams.tables import LocalStore
 from streams.topics import STATE_TABLE, input_roles
@@ -80,8 +84,39 @@ def raw_table(
     return table
 
 
+def acknowledge_sealed(app: faust.App, pipeline: Pipeline) -> None:
+    """Acknowledge to faust every input offset that a checkpoint holds.
+
+    faust commits a partition up to its longest run of acknowledged offsets. Two
+    things break that run: records the pipeline read from the broker itself
+    (:meth:`Pipeline._fill`: faust never delivered them), and faust 0.15.3's own
+    bookkeeping when its post-recovery seek races a commit (it forgets acknowledgements
+    and the partition's commits stall for good). Offsets up to a checkpoint are
+    durable, so acknowledging them is always safe; faust's ``ack`` ignores offsets
+    below its committed one and offsets already acknowledged.
+    """
+    consumer = app.consumer
+    committed = getattr(consumer, "_committed_offset", {})
+    acked = getattr(consumer, "_acked_index", {})
+    for (topic, partition), sealed in pipeline.sealed_offsets().items():
+        tp = TP(topic, partition)
+        start = committed.get(tp)
+        if start is None or tp not in consumer.assignment():
+            continue
+        done = acked.get(tp, ())
+        for offset in range(start, sealed + 1):
+            if offset not in done:
+                message = FaustMessage(topic, partition, offset, 0.0, 0, [], None, None, None)
+                consumer.ack(message)
+
+
 def wall_ms() -> int:
     return int(time.time() * 1000)
+
+
+def pseudonymiser(settings: Settings) -> Pseudonymiser | None:
+    key = settings.pseudonymise_key
+    return Pseudonymiser(key.get_secret_value().encode()) if key is not None else None
 
 
 def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
@@ -105,6 +140,8 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
         broker_commit_interval=settings.commit_interval_s,
         table_standby_replicas=0,
         producer_max_batch_size=settings.producer_batch_bytes,
+        # a checkpoint is one message: room for the states, the model and the headers
+        producer_max_request_size=max(1_048_576, settings.checkpoint_bytes + 262_144),
         web_enabled=settings.web_port is not None,
         web_host="127.0.0.1",
         web_port=settings.web_port or 6066,
@@ -137,11 +174,32 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
             producer = app.producer._ensure_producer()
             return await producer.send(dlq_topic, value, key=key, headers=list(headers.items()))
 
-        async def changelog(self, partition: int, key: str, value: bytes) -> Any:
+        async def changelog(self, partition: int, key: str, value: bytes | None) -> Any:
             producer = app.producer._ensure_producer()
             return await producer.send(
                 changelog_topic, value, key=key.encode(), partition=partition
             )
+
+    async def refetch(topic: str, partition: int, start: int, end: int) -> list[Record]:
+        """The records of ``topic[partition]`` in ``[start, end)``, by a consumer of its own."""
+        reader = AIOKafkaConsumer(**client_options(settings), enable_auto_commit=False)
+        await reader.start()
+        out: list[Record] = []
+        try:
+            tp = TopicPartition(topic, partition)
+            reader.assign([tp])
+            reader.seek(tp, start)
+            deadline = time.monotonic() + 60
+            while True:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"cannot read {topic}[{partition}] {start}..{end - 1}")
+                batch = await reader.getmany(tp, timeout_ms=500)
+                for m in batch.get(tp, []):
+                    if m.offset >= end:
+                        return out
+                    out.append(Record(topic, partition, m.offset, m.key, m.value, m.timestamp))
+        finally:
+            await reader.stop()
 
     input_types = {
         settings.topic(role): DEFAULT_TYPES.get(role, "outcome") for role in input_roles(settings)
@@ -160,6 +218,8 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
         Sink(),
         metrics,
         wall_ms,
+        publish=pseudonymiser(settings),
+        refetch=refetch,
     )
     sources = list(input_types)
     if settings.clock == "wall":
@@ -209,6 +269,10 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
 
     @app.timer(interval=2.0, name="churnwatch.metrics")
     async def refresh() -> None:
+        try:
+            acknowledge_sealed(app, pipeline)
+        except Exception as exc:  # noqa: BLE001 - faust internals: never stop the worker
+            log.warning("cannot acknowledge checkpointed offsets: %r", exc)
         pipeline.refresh_metrics()
         for tp in app.consumer.assignment():
             if tp.topic not in input_types:

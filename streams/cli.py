@@ -285,6 +285,55 @@ def worker_cmd(
     run_worker(settings, create=create_topics)
 
 
+@app.command("forward")
+def forward_cmd(
+    url: Annotated[
+        str | None, typer.Option("--url", help="Receiver URL (else CHURNWATCH_WEBHOOK__URL).")
+    ] = None,
+    secret_env: Annotated[
+        str | None,
+        typer.Option(
+            "--secret-env",
+            help="Environment variable with the signing secret (else CHURNWATCH_WEBHOOK__SECRET).",
+        ),
+    ] = None,
+    group: Annotated[
+        str | None, typer.Option("--group", help="Consumer group (default <app id>-webhook).")
+    ] = None,
+    max_retries: Annotated[int | None, typer.Option("--max-retries", min=0)] = None,
+    timeout: Annotated[
+        float | None, typer.Option("--timeout", min=0.001, help="Seconds per attempt.")
+    ] = None,
+    concurrency: Annotated[int | None, typer.Option("--concurrency", min=1)] = None,
+    broker: BrokerOpt = None,
+    metrics_port: Annotated[int | None, typer.Option("--metrics-port")] = None,
+    metrics_host: Annotated[str | None, typer.Option("--metrics-host")] = None,
+    log_level: Annotated[str | None, typer.Option("--log-level")] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """POST every alert to a webhook: signed, in order per customer, retried, dead-lettered."""
+    from streams.forward import run_forward
+    from streams.settings import with_webhook
+
+    settings = load_settings(
+        config,
+        broker=broker,
+        metrics_port=metrics_port,
+        metrics_host=metrics_host,
+        log_level=log_level,
+    )
+    settings = with_webhook(
+        settings,
+        secret_env,
+        url=url,
+        group=group,
+        max_retries=max_retries,
+        timeout_s=timeout,
+        concurrency=concurrency,
+    )
+    raise typer.Exit(run_forward(settings))
+
+
 @topics_app.command("create")
 def topics_create_cmd(
     broker: BrokerOpt = None,
@@ -292,7 +341,8 @@ def topics_create_cmd(
     app_id: Annotated[str | None, typer.Option("--app-id", help="Names the changelogs.")] = None,
     config: ConfigOpt = None,
 ) -> None:
-    """Create every topic (inputs, alerts, DLQ, ticks, compacted changelogs); keeps existing."""
+    """Create every topic (inputs, alerts, DLQs, ticks, compacted changelogs and webhook
+    acks); keeps existing."""
     import asyncio
 
     from streams.topics import create_topics
@@ -471,6 +521,114 @@ def demo_cmd(
         f"done: {view.sent:,} events sent, {int(view.processed):,} processed, "
         f"{view.alerts:,} alerts, value at risk {view.value_at_risk:,.0f}"
     )
+
+
+@app.command("report")
+def report_cmd(
+    events: Annotated[
+        Path | None,
+        typer.Option(
+            "--events", exists=True, dir_okay=False, help="JSON-lines events (with actions)."
+        ),
+    ] = None,
+    simulate_campaign: Annotated[
+        bool,
+        typer.Option(
+            "--simulate-campaign",
+            help="Instead of --events: simulate customers and a retention campaign that acts "
+            "on treated high and critical alerts, with a known effect.",
+        ),
+    ] = False,
+    out: Annotated[
+        Path, typer.Option("--out", help="Directory for report.json and report.png.")
+    ] = Path("retention-report"),
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Also write the JSON report here (- : stdout).")
+    ] = None,
+    close_windows: Annotated[
+        bool,
+        typer.Option(
+            "--close-windows",
+            help="After the last event, run the clock one recovery window on so every case "
+            "gets its outcome (a closed history, such as a simulation's).",
+        ),
+    ] = False,
+    control_share: Annotated[
+        float | None,
+        typer.Option(
+            "--control-share",
+            min=0.0,
+            max=1.0,
+            help="Control share at every level (else the engine settings; a campaign "
+            "without one uses 0.5).",
+        ),
+    ] = None,
+    recovery_window_days: Annotated[
+        float | None, typer.Option("--recovery-window-days", min=1, help="Recovery window.")
+    ] = None,
+    customers: Annotated[int, typer.Option(min=10, help="Campaign: customers.")] = 2000,
+    days: Annotated[int, typer.Option(min=60, help="Campaign: days of history.")] = 400,
+    seed: Annotated[int, typer.Option(help="Campaign: seed.")] = 7,
+    effect: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="Campaign: share of reached customers who would not have come back and do.",
+        ),
+    ] = 0.3,
+    events_out: Annotated[
+        Path | None,
+        typer.Option("--events-out", help="Campaign: write the events the engine saw here."),
+    ] = None,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    config: ConfigOpt = None,
+    partitions: PartitionsOpt = None,
+    horizon_days: HorizonOpt = None,
+    playbook: PlaybookOpt = None,
+) -> None:
+    """Did the retention actions win customers back? Recovery of treated vs control cases."""
+    from evaluation.retention_run import events_report, run_campaign_report, write_report
+    from streams.campaign import CampaignConfig
+    from streams.simulate import SimConfig
+
+    if (events is None) == (not simulate_campaign):
+        raise typer.BadParameter("give either --events FILE or --simulate-campaign")
+    engine: dict[str, object] = {}
+    if horizon_days is not None:
+        engine["horizon_days"] = horizon_days
+    if recovery_window_days is not None:
+        engine["recovery_window_days"] = recovery_window_days
+    if control_share is not None:
+        engine["control_share"] = dict.fromkeys(("medium", "high", "critical"), control_share)
+    settings = load_settings(config, partitions=partitions, engine=engine, playbook_file=playbook)
+    if simulate_campaign and not settings.engine_config().control_share:
+        settings = load_settings(
+            config,
+            partitions=partitions,
+            engine={**engine, "control_share": dict.fromkeys(("medium", "high", "critical"), 0.5)},
+            playbook_file=playbook,
+        )
+    if simulate_campaign:
+        cfg = CampaignConfig(
+            sim=SimConfig(customers=customers, days=days, seed=seed), effect=effect, seed=seed
+        )
+        report = run_campaign_report(cfg, lambda: _engine(settings), events_out)
+    else:
+        assert events is not None  # noqa: S101 - checked above
+        report = events_report(
+            events,
+            _engine(settings),
+            close=close_windows,
+            show_progress=progress and err.is_terminal,
+        )
+    console = err if json_out is not None and str(json_out) == "-" else Console()
+    if not console.is_terminal:
+        console.width = max(console.width, 132)
+    write_report(report, out, json_out, console)
+    err.print(f"wrote {out / 'report.json'} and {out / 'report.png'}")
+    if events_out is not None:
+        err.print(f"wrote the campaign's events to {events_out}")
 
 
 def main() -> None:

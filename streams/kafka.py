@@ -21,9 +21,21 @@ def ssl_context(settings: Settings) -> ssl.SSLContext | None:
     return ssl.create_default_context(cafile=ca)
 
 
-def client_options(settings: Settings) -> dict[str, Any]:
+class ClientOptions(dict[str, Any]):
+    """aiokafka keyword arguments whose repr (and str) hides the SASL password."""
+
+    HIDDEN = ("sasl_plain_password",)
+
+    def __repr__(self) -> str:
+        shown = {k: ("**********" if k in self.HIDDEN and v else v) for k, v in self.items()}
+        return f"ClientOptions({shown!r})"
+
+    __str__ = __repr__
+
+
+def client_options(settings: Settings) -> ClientOptions:
     """Keyword arguments for aiokafka producers, consumers and admin clients."""
-    opts: dict[str, Any] = {"bootstrap_servers": settings.bootstrap()}
+    opts = ClientOptions(bootstrap_servers=settings.bootstrap())
     k = settings.kafka
     ctx = ssl_context(settings)
     if k.username is not None:

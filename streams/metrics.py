@@ -19,6 +19,8 @@ from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
 from detectors import LEVELS
+from detectors.drift import SIGNALS
+from detectors.ledger import LINKS, TREATMENTS, LedgerCounts
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 FAST_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25, 1)
@@ -34,6 +36,21 @@ class Metrics:
             p + "events",
             "Input records by event type and outcome (processed, duplicate, rejected, error).",
             ["type", "outcome"],
+            registry=r,
+        )
+        self.records = Counter(
+            p + "records",
+            "Input records this worker read, by partition and outcome (processed, duplicate, "
+            "dead_lettered; redelivered: already in the checkpoint, skipped; refetched: "
+            "skipped by the consumer, read from the broker, also counted by outcome).",
+            ["partition", "outcome"],
+            registry=r,
+        )
+        self.partition_records = Gauge(
+            p + "partition_records",
+            "Input records in an owned partition's checkpointed history, by outcome "
+            "(processed, duplicate, dead_lettered): survives restarts and rebalances.",
+            ["partition", "outcome"],
             registry=r,
         )
         self.processing = Histogram(
@@ -111,14 +128,66 @@ class Metrics:
             ["partition"],
             registry=r,
         )
+        self.expired = Counter(
+            p + "customers_expired",
+            "Customers whose state was dropped after expire_after_days of silence.",
+            registry=r,
+        )
+        self.drift = Counter(
+            p + "drift_detected",
+            "Population drift detections (ADWIN) by signal: score, order_value, label_rate.",
+            ["signal"],
+            registry=r,
+        )
         self.rebalances = Counter(
             p + "rebalances", "Partition assignments this worker went through.", registry=r
         )
         self.partitions_assigned = Gauge(
             p + "partitions_assigned", "Partitions (numbers) this worker owns.", registry=r
         )
+        # the retention ledger (detectors/ledger.py)
+        self.cases_opened = Counter(
+            p + "cases_opened",
+            "Alert cases opened, by treatment arm (treated, control) and opening level.",
+            ["treatment", "level"],
+            registry=r,
+        )
+        self.cases = Counter(
+            p + "cases",
+            "Alert cases with a decided outcome (recovered, churned, still_at_risk), by "
+            "treatment arm, opening level and top reason category at opening.",
+            ["treatment", "level", "category", "outcome"],
+            registry=r,
+        )
+        self.case_actions = Counter(
+            p + "case_actions",
+            "Alert cases with a decided outcome, by each action their alerts recommended "
+            "(built-in playbook codes, else other), treatment arm and outcome.",
+            ["action", "treatment", "outcome"],
+            registry=r,
+        )
+        self.retention_actions = Counter(
+            p + "retention_actions",
+            "Action reports read from retention-actions, by action (built-in playbook codes, "
+            "else other) and status (sent, delivered, failed).",
+            ["action", "status"],
+            registry=r,
+        )
+        self.action_links = Counter(
+            p + "retention_action_links",
+            "Action reports by what they were linked to: linked (a treated case), control (a "
+            "control case, which should get no action), unmatched, unknown_customer.",
+            ["link"],
+            registry=r,
+        )
         for level in LEVELS[1:]:
             self.at_risk.labels(level)
+            for arm in TREATMENTS:
+                self.cases_opened.labels(arm, level)
+        for link in LINKS:
+            self.action_links.labels(link)
+        for signal in SIGNALS:
+            self.drift.labels(signal)
         # process_* resource metrics (CPU, memory, fds), as the default registry has them
         ProcessCollector(registry=r)
         PlatformCollector(registry=r)
@@ -131,9 +200,29 @@ class Metrics:
             _remove(gauge, p)
         for metric in ("auc", "log_loss", "brier", "weight"):
             _remove(self.model, p, metric)
+        for outcome in ("processed", "duplicate", "dead_lettered"):
+            _remove(self.partition_records, p, outcome)
         for labels in list(self.lag._metrics):  # (topic, partition)
             if labels[1] == p:
                 _remove(self.lag, *labels)
+
+    def export_ledger(self, counts: LedgerCounts, reported: dict[str, int]) -> None:
+        """Add what a shard's ledger counted since the last call; ``reported`` remembers
+        the totals already exported (keys ``<metric>/<labels>``)."""
+        tables: tuple[tuple[Counter, str, dict], ...] = (
+            (self.cases_opened, "opened", counts.opened),
+            (self.cases, "cases", counts.cases),
+            (self.case_actions, "case_actions", counts.by_action),
+            (self.retention_actions, "actions", counts.actions),
+            (self.action_links, "links", {(k,): v for k, v in counts.links.items()}),
+        )
+        for metric, name, table in tables:
+            for labels, n in table.items():
+                key = f"{name}/{'/'.join(labels)}"
+                done = reported.get(key, 0)
+                if n > done:
+                    metric.labels(*labels).inc(n - done)
+                    reported[key] = n
 
     def serve(self, port: int, host: str = "127.0.0.1") -> None:
         """Serve ``/metrics`` over HTTP from a daemon thread."""

@@ -16,7 +16,24 @@ Dead-letter envelope (contract): the DLQ message keeps the original key and
 value bytes; headers ``churnwatch.reason`` (a :data:`detectors.REASONS` code,
 ``wrong_partition``, ``bad_tick`` or ``engine_error``), ``churnwatch.detail``
 (a sentence), ``churnwatch.topic``, ``churnwatch.partition``,
-``churnwatch.offset``, ``churnwatch.timestamp`` (epoch ms) - all UTF-8.
+``churnwatch.offset``, ``churnwatch.timestamp`` (epoch ms) - all UTF-8. Logs carry
+only this metadata, never a payload or a customer id.
+
+Every input record is accounted for in its partition's *ledger* (processed,
+duplicate, dead_lettered), which travels in the checkpoint with the offsets: it
+counts each offset once however often the record was delivered, so after any
+crash or rebalance ``sum(ledger) == records in the partition`` once the
+partition is caught up. Records at or below the checkpoint's offsets
+(redeliveries) are skipped and counted apart (``redelivered``) in
+``churnwatch_records_total``.
+
+The checkpoint's offsets also reveal a *skipped* record: input offsets are
+dense, so a record beyond the last applied offset + 1 means the consumer never
+delivered the ones between (faust 0.15.3 can drop fetched records when its
+post-recovery seek races the fetcher, e.g. when a worker restarts under load).
+The ``refetch`` callback then reads the missing records from the broker and they
+are applied first, in order (``refetched`` in ``churnwatch_records_total``); a
+hole the broker confirms (compaction, transaction markers) is stepped over.
 """
 
 from __future__ import annotations
@@ -24,6 +41,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import traceback
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -40,6 +59,7 @@ from detectors import (
     partition_for,
 )
 from detectors.alerts import rfc3339
+from detectors.events import event_type
 from detectors.model import ShardModel
 from streams.metrics import Metrics
 from streams.tables import (
@@ -55,7 +75,16 @@ from streams.tables import (
 
 log = logging.getLogger(__name__)
 
-DEFAULT_TYPES = {"events": None, "orders": "order", "visits": "visit", "tickets": "ticket"}
+MAX_STATE_BYTES = 2048
+"""A customer's serialised state stays below this (a property test checks it)."""
+LEDGER_OUTCOMES = ("processed", "duplicate", "dead_lettered")
+DEFAULT_TYPES = {
+    "events": None,
+    "orders": "order",
+    "visits": "visit",
+    "tickets": "ticket",
+    "actions": "action",
+}
 
 
 class Sink(Protocol):
@@ -68,8 +97,9 @@ class Sink(Protocol):
         self, key: bytes | None, value: bytes | None, headers: dict[str, bytes]
     ) -> Awaitable[Any]: ...
 
-    async def changelog(self, partition: int, key: str, value: bytes) -> Awaitable[Any]:
-        """The awaitable resolves to the record's metadata (with ``.offset``)."""
+    async def changelog(self, partition: int, key: str, value: bytes | None) -> Awaitable[Any]:
+        """``None``: a tombstone. The awaitable resolves to the record's metadata (with
+        ``.offset``)."""
         ...
 
 
@@ -108,9 +138,19 @@ class Partition:
     dead: list[tuple[bytes | None, bytes | None, dict[str, bytes]]] = field(default_factory=list)
     changed: bool = False
     reported: dict[str, int] = field(default_factory=dict)
+    ledger: Counter[str] = field(default_factory=Counter)
+    """Input records of this partition's whole history by outcome (see the module doc)."""
+    sealed: dict[str, int] = field(default_factory=dict)
+    """Per topic, the last offset of an acknowledged checkpoint (durable)."""
 
     def applied(self, topic: str) -> int:
         return self.offsets.get(topic, -1)
+
+
+Refetch = Callable[[str, int, int, int], Awaitable[list["Record"]]]
+"""``refetch(topic, partition, start, end)``: the records of ``topic[partition]`` with
+offsets in ``[start, end)``, read from the broker (none: a hole in the log). The transport
+acknowledges them for commit once the batch is sealed."""
 
 
 class Pipeline:
@@ -123,7 +163,12 @@ class Pipeline:
         sink: Sink,
         metrics: Metrics,
         wall_ms: Callable[[], int] = lambda: int(time.time() * 1000),
+        publish: Callable[[Alert], Alert] | None = None,
+        refetch: Refetch | None = None,
     ) -> None:
+        """``publish`` turns an alert into what leaves the pipeline (e.g. pseudonymised,
+        :class:`streams.privacy.Pseudonymiser`); by default the alert itself. ``refetch``:
+        see :data:`Refetch` (``None``: records are applied as delivered)."""
         self.cfg = cfg
         self.engine_cfg = engine_cfg
         self.playbook = playbook
@@ -134,7 +179,10 @@ class Pipeline:
         self.parts: dict[int, Partition] = {}
         self.last_offsets: dict[tuple[str, int], int] = {}
         self.processed = 0
+        self.publish = publish
+        self.refetch = refetch
         self._events: dict[tuple[str, str], Any] = {}
+        self._records: dict[tuple[int, str], Any] = {}
 
     # partitions ------------------------------------------------------------------
 
@@ -151,12 +199,16 @@ class Pipeline:
             # the checkpoint's states may not have reached their own keys yet: they are
             # re-written with the next checkpoint
             store.restore(ckpt.states)
-            offsets, clock = dict(ckpt.offsets), ckpt.clock
+            offsets, clock, ledger = dict(ckpt.offsets), ckpt.clock, Counter(ckpt.ledger)
         else:
-            model, offsets, clock = ShardModel(self.engine_cfg), {}, 0
+            model, offsets, clock, ledger = ShardModel(self.engine_cfg), {}, 0, Counter()
         shard = Shard(self.engine_cfg, self.playbook, store=store, model=model)
         shard.clock = clock
-        part = self.parts[p] = Partition(shard, store, offsets, changed=bool(store.dirty))
+        part = self.parts[p] = Partition(
+            shard, store, offsets, changed=bool(store.dirty), ledger=ledger
+        )
+        # detections restored with the model were exported by the worker that made them
+        part.reported = {f"drift_{k}": v for k, v in model.drift.detections.items()}
         log.info(
             "partition %d: %d customers, model labels %d, offsets %s",
             p,
@@ -197,7 +249,11 @@ class Pipeline:
         part = self.partition(rec.partition)
         if rec.offset <= part.applied(rec.topic):
             self._count("record", "redelivered")
+            if rec.topic != self.cfg.ticks_topic:
+                self._record(rec.partition, "redelivered")
             return
+        if rec.offset > part.applied(rec.topic) + 1 > 0 and rec.topic != self.cfg.ticks_topic:
+            await self._fill(part, rec)
         if rec.topic == self.cfg.ticks_topic:
             await self._tick(part, rec)
             return
@@ -207,7 +263,7 @@ class Pipeline:
         except DecodeError as exc:
             self._dead_letter(part, rec, exc.reason, exc.detail, default_type or "unknown")
             return
-        etype = type(event).__name__.lower()
+        etype = event_type(event)
         owner = partition_for(event.customer_id, self.cfg.partitions)
         if owner != rec.partition:
             detail = (
@@ -224,20 +280,56 @@ class Pipeline:
         try:
             alerts = shard.process(event)
         except Exception as exc:  # noqa: BLE001 - never lose a record silently
-            log.exception("engine failed on %s[%d]@%d", rec.topic, rec.partition, rec.offset)
+            # metadata and the code path only: the message may quote the record
+            log.error(
+                "engine failed on %s[%d]@%d: %s\n%s",
+                rec.topic,
+                rec.partition,
+                rec.offset,
+                type(exc).__name__,
+                "".join(traceback.format_tb(exc.__traceback__)).rstrip(),
+            )
             self._dead_letter(part, rec, "engine_error", f"{type(exc).__name__}: {exc}", etype)
             return
         part.alerts.extend((a, rec.timestamp_ms) for a in alerts)
-        self._applied(part, rec)
+        outcome = "duplicate" if shard.counts["duplicates"] > dups else "processed"
+        self._applied(part, rec, outcome)
         self.processed += 1
-        self._count(etype, "duplicate" if shard.counts["duplicates"] > dups else "processed")
+        self._count(etype, outcome)
         self.m.processing.observe(time.perf_counter() - started)
         if part.store.dirty_bytes >= self.cfg.checkpoint_bytes:
             await self.seal()
 
-    def _applied(self, part: Partition, rec: Record) -> None:
+    async def _fill(self, part: Partition, rec: Record) -> None:
+        """Apply the records between the last applied one and ``rec``, which the consumer
+        never delivered, read from the broker (see the module doc)."""
+        if self.refetch is None:
+            return
+        start = part.applied(rec.topic) + 1
+        where = f"{rec.topic}[{rec.partition}] {start}..{rec.offset - 1}"
+        missing = await self.refetch(rec.topic, rec.partition, start, rec.offset)
+        if not missing:
+            log.warning("offsets %s are not in the log (compaction or transactions)", where)
+            return
+        log.warning("records %s were not delivered; read %d from the broker", where, len(missing))
+        for m in missing:
+            self._record(m.partition, "refetched")
+            await self.handle(m)
+
+    def _applied(self, part: Partition, rec: Record, outcome: str | None = None) -> None:
+        """The record is in the partition's next checkpoint (and its ledger, for inputs)."""
         part.offsets[rec.topic] = rec.offset
         part.changed = True
+        if outcome is not None and rec.topic != self.cfg.ticks_topic:
+            part.ledger[outcome] += 1
+            self._record(rec.partition, outcome)
+
+    def _record(self, partition: int, outcome: str) -> None:
+        child = self._records.get((partition, outcome))
+        if child is None:
+            child = self.m.records.labels(str(partition), outcome)
+            self._records[(partition, outcome)] = child
+        child.inc()
 
     def _count(self, etype: str, outcome: str) -> None:
         child = self._events.get((etype, outcome))
@@ -254,7 +346,12 @@ class Pipeline:
         try:
             await self._sweep(part, now)
         except Exception as exc:  # noqa: BLE001
-            log.exception("sweep failed on partition %d", rec.partition)
+            log.error(
+                "sweep failed on partition %d: %s\n%s",
+                rec.partition,
+                type(exc).__name__,
+                "".join(traceback.format_tb(exc.__traceback__)).rstrip(),
+            )
             self._dead_letter(part, rec, "engine_error", f"{type(exc).__name__}: {exc}", "tick")
             return
         self._applied(part, rec)
@@ -267,11 +364,13 @@ class Pipeline:
         started = time.perf_counter()
         swept = shard.counts["swept"]
         while True:
-            alerts = shard.advance(now, limit=self.cfg.sweep_step)
+            # a step may change at most as many states as still fit in the checkpoint
+            room = (self.cfg.checkpoint_bytes - part.store.dirty_bytes) // MAX_STATE_BYTES
+            alerts = shard.advance(now, limit=max(1, min(self.cfg.sweep_step, room)))
             part.alerts.extend((a, None) for a in alerts)
             if not shard.behind:
                 break
-            if part.store.dirty_bytes >= self.cfg.checkpoint_bytes:
+            if part.store.dirty_bytes + MAX_STATE_BYTES >= self.cfg.checkpoint_bytes:
                 await self.seal()
         n = shard.counts["swept"] - swept
         if n:
@@ -291,7 +390,7 @@ class Pipeline:
             "churnwatch.timestamp": str(rec.timestamp_ms or 0).encode(),
         }
         part.dead.append((rec.key, rec.value, headers))
-        self._applied(part, rec)
+        self._applied(part, rec, "dead_lettered")
         self.m.dlq.labels(reason).inc()
         self._count(etype, "error" if reason == "engine_error" else "rejected")
 
@@ -309,6 +408,8 @@ class Pipeline:
         for _, part in parts:
             for alert, rec_ts in part.alerts:
                 alert.emitted_at = stamp
+                if self.publish is not None:
+                    alert = self.publish(alert)
                 key, value = alert.customer_id.encode(), encode_alert(alert)
                 sends.append(await self.sink.alert(key, value))
                 category = alert.reasons[0].category if alert.reasons else "none"
@@ -332,21 +433,32 @@ class Pipeline:
                 part.shard.clock,
                 part.shard.model.to_bytes(),
                 states,
+                dict(part.ledger),
             )
             head = (checkpoint_key(p), encode_checkpoint(ckpt))
             futures = [await self.sink.changelog(p, *head)]
-            for key, value in states:
-                futures.append(await self.sink.changelog(p, key, value))
-            written.append((p, part, [head, *states], futures))
+            for key, value in states:  # a deleted customer: a tombstone
+                futures.append(await self.sink.changelog(p, key, value or None))
+            written.append((p, part, [head, *states], futures, ckpt.offsets))
             part.changed = False
-        for p, _part, states, futures in written:
+        for p, part, states, futures, offsets in written:
             meta = await asyncio.gather(*futures)
+            part.sealed = dict(offsets)
             # the local store is now as new as the checkpoint's offset; recording no more
             # than that re-reads this checkpoint's states on restart, which is harmless, and
             # stays below a broker's end offset even where it reports the last batch's base
             offset = getattr(meta[0], "offset", -1)
             self.local.put_many(p, states, offset if offset >= 0 else None)
             self.m.checkpoints.inc()
+
+    def sealed_offsets(self) -> dict[tuple[str, int], int]:
+        """``(topic, partition) -> offset``: input records up to ``offset`` are checkpointed."""
+        return {
+            (topic, p): offset
+            for p, part in self.parts.items()
+            for topic, offset in part.sealed.items()
+            if topic != self.cfg.ticks_topic
+        }
 
     # gauges --------------------------------------------------------------------------
 
@@ -370,6 +482,17 @@ class Pipeline:
                 if delta > 0:
                     self.m.labels.labels(label).inc(delta)
                     part.reported[key] = counts[key]
+            delta = counts["expired"] - part.reported.get("expired", 0)
+            if delta > 0:
+                self.m.expired.inc(delta)
+                part.reported["expired"] = counts["expired"]
+            drift = part.shard.model.drift.detections
+            for signal, n in drift.items():
+                key = f"drift_{signal}"
+                if n > part.reported.get(key, 0):
+                    self.m.drift.labels(signal).inc(n - part.reported.get(key, 0))
+                part.reported[key] = n
+            self.m.export_ledger(part.shard.ledger.counts, part.reported)
             q = part.shard.model.metrics()
             for name, metric in (
                 ("auc", "roc_auc"),
@@ -379,6 +502,8 @@ class Pipeline:
             ):
                 self.m.model.labels(str(p), name).set(float(q[metric]))
             self.m.model_labels.labels(str(p)).set(q["labels"])
+            for outcome in LEDGER_OUTCOMES:
+                self.m.partition_records.labels(str(p), outcome).set(part.ledger[outcome])
         for i, level in enumerate(LEVELS[1:], start=1):
             self.m.at_risk.labels(level).set(by_level[i])
         self.m.value_at_risk.set(round(var, 2))

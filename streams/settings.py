@@ -12,7 +12,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from detectors import ConfigError, EngineConfig, Playbook
@@ -31,9 +31,14 @@ class TopicNames(BaseModel):
     visits: str = "visits"
     tickets: str = "support-tickets"
     outcomes: str = "customer-outcomes"
+    actions: str = "retention-actions"
+    """What marketing automation did with alerts (the retention ledger's input)."""
     alerts: str = "churn-alerts"
     dlq: str = "churnwatch-dlq"
     ticks: str = "churnwatch-ticks"
+    webhook_dlq: str = "churnwatch-webhook-dlq"
+    webhook_acks: str = "churnwatch-webhook-acks"
+    """Compacted record of the webhook forwarder's settled deliveries (``churnwatch forward``)."""
 
 
 class KafkaSettings(BaseModel):
@@ -50,6 +55,36 @@ class KafkaSettings(BaseModel):
     @property
     def use_tls(self) -> bool:
         return self.tls or self.username is not None
+
+
+class WebhookSettings(BaseModel):
+    """``churnwatch forward``: alerts to an HTTP endpoint (``CHURNWATCH_WEBHOOK__URL=...``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    url: str | None = None
+    secret: SecretStr | None = None
+    """HMAC-SHA256 signing key (``CHURNWATCH_WEBHOOK__SECRET``, or ``--secret-env NAME``)."""
+    group: str | None = None
+    """Consumer group; default ``<app_id>-webhook``. The acknowledgement record is per group."""
+    max_retries: int = Field(8, ge=0, le=100)
+    """Retries after the first attempt before a retryable failure is dead-lettered."""
+    timeout_s: float = Field(10.0, gt=0)
+    concurrency: int = Field(8, ge=1, le=1024)
+    """Alerts posted at once (always one at a time per customer)."""
+    backoff_base_s: float = Field(0.5, gt=0)
+    backoff_max_s: float = Field(60.0, gt=0)
+    retry_after_max_s: float = Field(300.0, ge=0)
+    """A receiver's ``Retry-After`` is honoured up to this many seconds."""
+    dedupe_days: float = Field(7.0, gt=0)
+    """How long acknowledged alert ids are remembered (also the acks topic's retention)."""
+    dedupe_max_ids: int = Field(1_000_000, ge=1)
+    max_buffered: int = Field(2000, ge=1)
+    """Records read but not yet settled; the consumer pauses above this."""
+    start: Literal["earliest", "latest"] = "earliest"
+    """Where a new group starts reading the alert topic."""
+    shutdown_grace_s: float = Field(10.0, ge=0)
+    """On SIGTERM, how long deliveries in progress may finish."""
 
 
 class Settings(BaseSettings):
@@ -70,6 +105,8 @@ class Settings(BaseSettings):
     inputs: tuple[str, ...] = ("events",)
     """Which input topics the worker reads: any of events, orders, visits, tickets."""
     read_outcomes: bool = True
+    read_actions: bool = True
+    """Read the ``retention-actions`` topic (action reports linked to alert cases)."""
     store: str = "memory://"
     """Faust table store: ``memory://`` (tests) or ``rocksdb://`` (production, on rocksdict)."""
     data_dir: Path = Path("churnwatch-data")
@@ -101,6 +138,17 @@ class Settings(BaseSettings):
     engine: dict[str, Any] = Field(default_factory=dict)
     """Engine settings (see ``EngineConfig``), e.g. ``CHURNWATCH_ENGINE__HORIZON_DAYS=60``."""
     playbook_file: Path | None = None
+    pseudonymise_key: SecretStr | None = None
+    """Set (``CHURNWATCH_PSEUDONYMISE_KEY``, at least 16 characters): alerts carry
+    ``HMAC-SHA256(key, customer_id)`` instead of the customer id (see streams/privacy.py)."""
+    webhook: WebhookSettings = Field(default_factory=WebhookSettings)
+
+    @field_validator("pseudonymise_key")
+    @classmethod
+    def _key_length(cls, key: SecretStr | None) -> SecretStr | None:
+        if key is not None and len(key.get_secret_value().encode()) < 16:
+            raise ValueError("the pseudonymisation key needs at least 16 characters")
+        return key
 
     def engine_config(self) -> EngineConfig:
         return EngineConfig.from_mapping(self.engine)
@@ -122,6 +170,22 @@ class Settings(BaseSettings):
         return [b.strip() for b in self.broker.split(",") if b.strip()]
 
 
+def with_webhook(settings: Settings, secret_env: str | None = None, **flags: Any) -> Settings:
+    """``settings`` with command-line webhook flags (``None``: unchanged) and, with
+    ``secret_env``, the signing secret read from that environment variable."""
+    update = {k: v for k, v in flags.items() if v is not None}
+    if secret_env is not None:
+        value = os.environ.get(secret_env)
+        if not value:
+            raise ConfigError(f"--secret-env: the environment variable {secret_env} is not set")
+        update["secret"] = SecretStr(value)
+    try:
+        webhook = WebhookSettings.model_validate({**settings.webhook.model_dump(), **update})
+    except Exception as exc:  # pydantic's ValidationError: say it plainly
+        raise ConfigError(f"invalid webhook settings: {exc}") from None
+    return settings.model_copy(update={"webhook": webhook})
+
+
 def read_toml(path: Path) -> dict[str, Any]:
     try:
         with path.open("rb") as fh:
@@ -139,7 +203,10 @@ def load_settings(config: Path | None = None, **overrides: Any) -> Settings:
     """
     path = config or (Path(p) if (p := os.environ.get("CHURNWATCH_CONFIG")) else None)
     file_data = read_toml(path) if path else {}
-    env = Settings()
+    try:
+        env = Settings()
+    except ValidationError as exc:
+        raise ConfigError(f"invalid settings in the environment: {plain(exc)}") from None
     merged: dict[str, Any] = {**file_data}
     for key, value in env.model_dump(exclude_unset=True).items():
         merged[key] = {**merged.get(key, {}), **value} if isinstance(value, dict) else value
@@ -151,6 +218,18 @@ def load_settings(config: Path | None = None, **overrides: Any) -> Settings:
         settings.engine_config()
     except ConfigError:
         raise
-    except Exception as exc:  # pydantic's ValidationError: say it plainly
+    except ValidationError as exc:
+        raise ConfigError(f"invalid settings: {plain(exc)}") from None
+    except Exception as exc:  # anything else from the engine's settings: say it plainly
         raise ConfigError(f"invalid settings: {exc}") from None
     return settings
+
+
+def plain(exc: ValidationError) -> str:
+    """A validation error as ``field: problem`` lines, without the offending values: a
+    misspelt or mistyped password must not end up in a terminal or a log."""
+    lines = []
+    for e in exc.errors(include_input=False, include_url=False):
+        where = ".".join(str(x) for x in e["loc"]) or "settings"
+        lines.append(f"{where}: {e['msg']}")
+    return "; ".join(lines)

@@ -32,6 +32,10 @@ CHECKPOINT_PREFIX = "\x00checkpoint/"
 FENCE_PREFIX = "\x00fence/"
 
 
+DELETED = b""
+"""A deleted customer in a checkpoint's states and in the local store's pending writes."""
+
+
 def checkpoint_key(partition: int) -> str:
     return f"{CHECKPOINT_PREFIX}{partition}"
 
@@ -53,6 +57,9 @@ class Checkpoint(msgspec.Struct, array_like=True):
     clock: int
     model: bytes
     states: list[tuple[str, bytes]]
+    ledger: dict[str, int] = msgspec.field(default_factory=dict)
+    """Input records of the partition's history by outcome (processed, duplicate,
+    dead_lettered), as of ``offsets``. Absent in checkpoints of older workers."""
 
 
 CHECKPOINT_VERSION = 1
@@ -94,12 +101,21 @@ class LocalStore:
             index = self.store._key_index
             for key, value in items:
                 raw = key.encode()
-                db.put(raw, value)
-                index[raw] = partition
+                if value == DELETED:
+                    db.delete(raw)
+                    index.pop(raw, None)
+                else:
+                    db.put(raw, value)
+                    index[raw] = partition
             if offset is not None:
                 self.store.set_persisted_offset(self._tp(partition), offset)
         else:
-            self.store.data.update(items)
+            data = self.store.data
+            for key, value in items:
+                if value == DELETED:
+                    data.pop(key, None)
+                else:
+                    data[key] = value
 
     def keys(self, partition: int, partitions: int) -> Iterator[str]:
         """Customer keys of one partition (a full scan: only when a partition is assigned)."""
@@ -135,8 +151,10 @@ class PartitionStore(MutableMapping[str, CustomerState]):
         self.dirty_bytes = 0
 
     def __getitem__(self, key: str) -> CustomerState:
-        raw = self.dirty.get(key) or self.local.get(self.partition, key)
+        raw = self.dirty.get(key)
         if raw is None:
+            raw = self.local.get(self.partition, key)
+        if not raw:  # absent, or deleted since the last checkpoint (b"")
             raise KeyError(key)
         return CustomerState.from_bytes(raw)
 
@@ -153,12 +171,24 @@ class PartitionStore(MutableMapping[str, CustomerState]):
         self.dirty[key] = raw
 
     def __delitem__(self, key: str) -> None:
-        raise NotImplementedError("customer state is never deleted in the stream")
+        """Expire a customer: ``b""`` marks the deletion until the next checkpoint, which
+        writes a tombstone (compaction then drops the key from the changelog)."""
+        if key not in self:
+            raise KeyError(key)
+        old = self.dirty.get(key)
+        self.dirty_bytes += len(key) - (len(old) + len(key) if old else 0)
+        self.dirty[key] = DELETED
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and self.get(key) is not None
 
     def __iter__(self) -> Iterator[str]:
-        yield from self.local.keys(self.partition, self.partitions)
-        for key in list(self.dirty):
-            if self.local.get(self.partition, key) is None:
+        dirty = self.dirty
+        for key in self.local.keys(self.partition, self.partitions):
+            if dirty.get(key) != DELETED:
+                yield key
+        for key, raw in list(dirty.items()):
+            if raw and self.local.get(self.partition, key) is None:
                 yield key
 
     def __len__(self) -> int:
@@ -180,6 +210,7 @@ class PartitionStore(MutableMapping[str, CustomerState]):
 
 __all__ = [
     "CHECKPOINT_VERSION",
+    "DELETED",
     "Checkpoint",
     "LocalStore",
     "PartitionStore",

@@ -30,9 +30,14 @@ class TopicSpec:
     compact: bool = False
     copartitioned: bool = True
     """Must have exactly ``settings.partitions`` partitions (state lives by partition)."""
+    retention_ms: int | None = None
+    """Delete records older than this (with ``compact``: ``compact,delete``)."""
 
     def new_topic(self) -> NewTopic:
         configs = {"cleanup.policy": "compact"} if self.compact else {}
+        if self.retention_ms is not None:
+            policy = "compact,delete" if self.compact else "delete"
+            configs = {"cleanup.policy": policy, "retention.ms": str(self.retention_ms)}
         return NewTopic(self.name, self.partitions, 1, topic_configs=configs)
 
 
@@ -40,18 +45,28 @@ def input_roles(settings: Settings) -> list[str]:
     roles = list(settings.inputs)
     if settings.read_outcomes:
         roles.append("outcomes")
+    if settings.read_actions:
+        roles.append("actions")
     return roles
 
 
 def topic_specs(settings: Settings) -> list[TopicSpec]:
     """All topics of one deployment, inputs and changelogs first."""
     n = settings.partitions
-    every = ["events", "orders", "visits", "tickets", "outcomes", "ticks"]
+    every = ["events", "orders", "visits", "tickets", "outcomes", "actions", "ticks"]
     specs = [TopicSpec(settings.topic(role), n) for role in every]
     specs += [
         TopicSpec(settings.changelog(STATE_TABLE), n, compact=True),
         TopicSpec(settings.topic("alerts"), n, copartitioned=False),
         TopicSpec(settings.topic("dlq"), n, copartitioned=False),
+        TopicSpec(settings.topic("webhook_dlq"), n, copartitioned=False),
+        TopicSpec(
+            settings.topic("webhook_acks"),
+            n,
+            compact=True,
+            copartitioned=False,
+            retention_ms=int(settings.webhook.dedupe_days * 86_400_000),
+        ),
     ]
     return specs
 

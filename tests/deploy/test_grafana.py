@@ -27,6 +27,10 @@ SRE_METRICS = {
     "process_resident_memory_bytes",
 }
 BUSINESS_METRICS = {
+    "churnwatch_cases_total",
+    "churnwatch_cases_opened_total",
+    "churnwatch_retention_actions_total",
+    "churnwatch_retention_action_links_total",
     "churnwatch_alerts_total",
     "churnwatch_customers_at_risk",
     "churnwatch_value_at_risk",
@@ -120,6 +124,16 @@ def test_model_quality_panels_cover_auc_brier_and_log_loss(dashboards: dict[str,
     exprs = " ".join(e for _, e in expressions(dashboards["churnwatch-business.json"]))
     for metric in ("auc", "brier", "log_loss"):
         assert f'metric="{metric}"' in exprs
+
+
+def test_business_dashboard_shows_recovery_treated_vs_control(dashboards: dict[str, dict]) -> None:
+    exprs = [
+        e
+        for _, e in expressions(dashboards["churnwatch-business.json"])
+        if "churnwatch_cases_total" in e and 'outcome="recovered"' in e
+    ]
+    for arm in ("treated", "control"):
+        assert any(f'treatment="{arm}"' in e for e in exprs), f"no recovery rate of {arm} cases"
 
 
 def test_metric_scanner_catches_unknown_names(exported, metric_names) -> None:

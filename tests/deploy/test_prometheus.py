@@ -84,6 +84,9 @@ def test_the_rule_set_covers_the_runbook(alert_rules: list[dict]) -> None:
         "churnwatch_value_at_risk": "business",
         'metric="auc"': "business",
         'metric="brier"': "business",
+        "churnwatch_cases_total": "business",
+        "churnwatch_retention_actions_total": "business",
+        "churnwatch_retention_action_links_total": "business",
     }
     for needle, team in by_metric.items():
         assert any(
@@ -93,10 +96,11 @@ def test_the_rule_set_covers_the_runbook(alert_rules: list[dict]) -> None:
     assert worker_down and all("== 0" in r["expr"] for r in worker_down)
 
 
-def test_no_drift_rule_yet(alert_rules: list[dict]) -> None:
-    """Drift metrics do not exist yet: no rule may pretend to watch them."""
-    for rule in alert_rules:
-        assert "drift" not in (rule["alert"] + rule["expr"]).lower(), rule["alert"]
+def test_drift_rule_watches_the_exported_drift_metric(alert_rules: list[dict]) -> None:
+    """The business drift rule reads the worker's ADWIN detections, by signal."""
+    drift = [r for r in alert_rules if "drift" in r["alert"].lower()]
+    assert drift and all("churnwatch_drift_detected_total" in r["expr"] for r in drift)
+    assert all(r["labels"]["team"] == "business" and "signal" in r["expr"] for r in drift)
 
 
 def test_rules_only_name_exported_metrics(alert_rules: list[dict], exported, metric_names) -> None:

@@ -28,6 +28,7 @@ from detectors.profile import FEATURES
 from streams.metrics import Metrics
 from streams.pipeline import Pipeline, PipelineConfig, Record
 from streams.tables import (
+    DELETED,
     Checkpoint,
     LocalStore,
     checkpoint_key,
@@ -104,7 +105,11 @@ def customers(data: dict[str, bytes], pipeline: Pipeline) -> dict[str, bytes]:
     """Every customer's state bytes: the local store overlaid with any unsealed change."""
     out = {k: v for k, v in data.items() if is_customer_key(k)}
     for part in pipeline.parts.values():
-        out.update(part.store.dirty)
+        for key, raw in part.store.dirty.items():
+            if raw == DELETED:
+                out.pop(key, None)
+            else:
+                out[key] = raw
     return out
 
 
@@ -121,11 +126,15 @@ def comparable(raw: bytes) -> str:
     histories(customer_id="c", max_events=25),
     st.integers(1, 7),
     st.floats(0, 1),
+    st.sampled_from([{}, {"horizon_days": 10, "expire_after_days": 20}]),
 )
 def test_a_crash_anywhere_recovers_to_the_uninterrupted_run(
-    a: list[Event], b: list[Event], c: list[Event], batch: int, cut: float
+    a: list[Event], b: list[Event], c: list[Event], batch: int, cut: float, short: dict[str, Any]
 ) -> None:
-    cfg = EngineConfig(dedupe_window=0)  # the engine's own de-duplication would hide a replay
+    """Also with a short horizon and state expiry, so that customers are deleted (tombstones)
+    and come back."""
+    # the engine's own de-duplication would hide a replay
+    cfg = EngineConfig.from_mapping({"dedupe_window": 0, **short})
     recs = records(a + b + c)
 
     async def scenario() -> None:
@@ -140,8 +149,11 @@ def test_a_crash_anywhere_recovers_to_the_uninterrupted_run(
         cut_at = int(cut * len(first_sink.log))
         kept = first_sink.log[:cut_at]
         recovered: dict[str, bytes] = {}
-        for _, key, value in kept:
-            recovered[key] = value
+        for _, key, value in kept:  # newest value per key; a tombstone deletes
+            if value is None:
+                recovered.pop(key, None)
+            else:
+                recovered[key] = value
         second_sink = MemorySink()
         second = make_pipeline(recovered, second_sink, cfg)
         await run(second, recs, batch)  # every record redelivered

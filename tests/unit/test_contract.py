@@ -253,6 +253,7 @@ CONTRACT_FIELDS = {
     "value_at_risk",
     "model_version",
     "trigger",
+    "treatment",
 }
 
 
@@ -296,6 +297,7 @@ def test_alerts_round_trip_and_carry_every_contract_field(
         assert 0.0 <= obj["risk_score"] <= 1.0
         _time(obj["as_of"]), _time(obj["emitted_at"])
         assert obj["trigger"] in trigger_ids
+        assert obj["treatment"] in ("treated", "control")
         assert isinstance(obj["model_version"], str) and obj["model_version"]
         assert obj["customer_value"] >= 0 and obj["value_at_risk"] >= 0
         for reason in obj["reasons"]:

@@ -107,6 +107,13 @@ def test_report_has_every_section(run: tuple[Path, str]) -> None:
     assert alerts["levels"]["any"]["alerts"] >= alerts["levels"]["high_or_critical"]["alerts"]
     assert alerts["by_cause"]
     assert alerts["weekly"]
+    # the retention ledger: every case opened is in the summary (all treated by default)
+    retention = r["retention"]
+    opened = sum(v["treated"] + v["control"] for v in retention["opened"].values())
+    decided = next(row for row in retention["by_level"] if row["group"] == "all")
+    assert 0 < decided["treated"]["cases"] <= opened
+    assert decided["control"]["cases"] == 0, "no control group unless configured"
+    assert r["recovery_window_days"] == EngineConfig().recovery_window_days
 
 
 def test_judged_customers_match_the_events_and_truth(run: tuple[Path, str]) -> None:

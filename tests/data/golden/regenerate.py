@@ -276,6 +276,7 @@ def summary(alert: Alert) -> dict[str, Any]:
         "as_of": alert.as_of,
         "reasons": [r.code for r in alert.reasons],
         "trigger": alert.trigger,
+        "treatment": alert.treatment,
     }
 
 
