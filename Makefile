@@ -21,9 +21,14 @@ test: $(STAMP)
 	$(BIN)/mypy detectors
 	$(BIN)/pytest -m "not fault"
 
-# Crash and restart scenarios on the embedded broker (kill -9 mid-stream).
+# Faults at load on the embedded broker for SOAK_MINUTES, checked against replay; prints a
+# table of the run (tests/fault/test_soak.py). SOAK_RATE events/s, SOAK_SEED picks the faults.
+SOAK_MINUTES ?= 30
+SOAK_RATE    ?= 200
+SOAK_SEED    ?= 1
 soak: $(STAMP)
-	$(BIN)/pytest -m fault -p no:cacheprovider
+	CHURNWATCH_SOAK_MINUTES=$(SOAK_MINUTES) CHURNWATCH_SOAK_RATE=$(SOAK_RATE) \
+	CHURNWATCH_SOAK_SEED=$(SOAK_SEED) $(BIN)/pytest -m fault -p no:cacheprovider
 
 bench: $(STAMP)
 	$(BIN)/python bench/engine_bench.py

@@ -6,12 +6,14 @@ topic) as raw bytes and hands batches of records to :class:`streams.pipeline.Pip
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from typing import Any
 
 import faust
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from faust.transport import consumer as faust_consumer
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 from faust.types import Message as FaustMessage
@@ -25,6 +27,8 @@ from streams.tables import LocalStore
 from streams.topics import STATE_TABLE, input_roles
 
 log = logging.getLogger(__name__)
+ACK_LOCK: Any = getattr(faust_consumer, "ack_lock", None) or contextlib.nullcontext()
+"""faust's lock around acknowledgements, where the installed faust has one."""
 
 RAW = {"key_serializer": "raw", "value_serializer": "raw"}
 
@@ -85,27 +89,39 @@ def raw_table(
 
 
 def acknowledge_sealed(app: faust.App, pipeline: Pipeline) -> None:
-    """Acknowledge to faust every input offset that a checkpoint holds.
+    """Make faust's commit bookkeeping agree with the checkpoints.
 
-    faust commits a partition up to its longest run of acknowledged offsets. Two
-    things break that run: records the pipeline read from the broker itself
-    (:meth:`Pipeline._fill`: faust never delivered them), and faust 0.15.3's own
-    bookkeeping when its post-recovery seek races a commit (it forgets acknowledgements
-    and the partition's commits stall for good). Offsets up to a checkpoint are
-    durable, so acknowledging them is always safe; faust's ``ack`` ignores offsets
-    below its committed one and offsets already acknowledged.
+    faust commits a partition up to the first hole in its list of acknowledged
+    offsets. Two things break that list: records the pipeline read from the broker
+    itself (:meth:`Pipeline._fill`: faust never delivered them), and faust 0.15.3's
+    own bookkeeping when its post-recovery seek races a commit: offsets then sit in
+    the list twice or below the committed offset, and the partition's commits creep
+    forward one offset per commit interval, or stall. Offsets up to a checkpoint are
+    durable, so every one of them may be acknowledged; the list is cleaned of repeats
+    and of offsets already committed.
     """
     consumer = app.consumer
-    committed = getattr(consumer, "_committed_offset", {})
-    acked = getattr(consumer, "_acked_index", {})
+    committed = getattr(consumer, "_committed_offset", None)
+    lists = getattr(consumer, "_acked", None)
+    index = getattr(consumer, "_acked_index", None)
+    if committed is None or lists is None or index is None:
+        return
+    assigned = consumer.assignment()
     for (topic, partition), sealed in pipeline.sealed_offsets().items():
         tp = TP(topic, partition)
         start = committed.get(tp)
-        if start is None or tp not in consumer.assignment():
+        if start is None or tp not in assigned:
             continue
-        done = acked.get(tp, ())
-        for offset in range(start, sealed + 1):
-            if offset not in done:
+        with ACK_LOCK:
+            acked = lists.get(tp)
+            if acked:
+                clean = sorted({offset for offset in acked if offset >= start})
+                if clean != acked:
+                    acked[:] = clean
+                    index[tp].intersection_update(clean)
+            done = index.get(tp, ())
+            todo = [offset for offset in range(start, sealed + 1) if offset not in done]
+            for offset in todo:
                 message = FaustMessage(topic, partition, offset, 0.0, 0, [], None, None, None)
                 consumer.ack(message)
 

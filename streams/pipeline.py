@@ -205,7 +205,7 @@ class Pipeline:
         shard = Shard(self.engine_cfg, self.playbook, store=store, model=model)
         shard.clock = clock
         part = self.parts[p] = Partition(
-            shard, store, offsets, changed=bool(store.dirty), ledger=ledger
+            shard, store, offsets, changed=bool(store.dirty), ledger=ledger, sealed=dict(offsets)
         )
         # detections restored with the model were exported by the worker that made them
         part.reported = {f"drift_{k}": v for k, v in model.drift.detections.items()}
@@ -368,13 +368,13 @@ class Pipeline:
             room = (self.cfg.checkpoint_bytes - part.store.dirty_bytes) // MAX_STATE_BYTES
             alerts = shard.advance(now, limit=max(1, min(self.cfg.sweep_step, room)))
             part.alerts.extend((a, None) for a in alerts)
+            part.changed = True  # the clock moved: the next checkpoint must carry it
             if not shard.behind:
                 break
             if part.store.dirty_bytes + MAX_STATE_BYTES >= self.cfg.checkpoint_bytes:
                 await self.seal()
         n = shard.counts["swept"] - swept
         if n:
-            part.changed = True
             self.m.swept.inc(n)
             self.m.sweep.observe(time.perf_counter() - started)
 

@@ -6,20 +6,24 @@ import asyncio
 import logging
 
 import faust
+from aiokafka.errors import KafkaConnectionError
 
 from streams.app import create_app
 from streams.metrics import Metrics
 from streams.settings import Settings
-from streams.topics import check_copartitioned, create_topics, worker_topics
+from streams.topics import TopicError, check_copartitioned, create_topics, worker_topics
 
 log = logging.getLogger(__name__)
 
 
 async def prepare_topics(settings: Settings, create: bool) -> None:
     """Create the worker's missing topics (optional), then check co-partitioning."""
-    if create:
-        await create_topics(settings, only=worker_topics(settings) | _outputs(settings))
-    await check_copartitioned(settings)
+    try:
+        if create:
+            await create_topics(settings, only=worker_topics(settings) | _outputs(settings))
+        await check_copartitioned(settings)
+    except KafkaConnectionError as exc:  # a plain message; the error names hosts only
+        raise TopicError(f"cannot reach the brokers {settings.broker}: {exc}") from None
 
 
 def _outputs(settings: Settings) -> set[str]:

@@ -40,6 +40,7 @@ from streams.tables import (
 pytestmark = pytest.mark.unit
 
 PARTITIONS = 2
+CHECKPOINT_BYTES = 1024
 PROBES = [([0.0] * len(FEATURES), 0.0), ([0.5 * (i % 5) for i in range(len(FEATURES))], 1.5)]
 TOPIC = "customer-events"
 
@@ -79,7 +80,7 @@ def make_pipeline(data: dict[str, bytes], sink: MemorySink, cfg: EngineConfig) -
         clock="event",
         input_types={TOPIC: None},
         ticks_topic="ticks",
-        checkpoint_bytes=2048,  # small: checkpoints in the middle of batches and sweeps
+        checkpoint_bytes=CHECKPOINT_BYTES,  # small: checkpoints inside batches and sweeps
         sweep_step=3,
     )
     return Pipeline(pcfg, cfg, Playbook(), memory_local(data), sink, Metrics(), lambda: 0)
@@ -146,6 +147,12 @@ def test_a_crash_anywhere_recovers_to_the_uninterrupted_run(
         # crash: the broker kept a prefix of the changelog; the local store is rebuilt from it
         first_sink = MemorySink()
         await run(make_pipeline({}, first_sink, cfg), recs, batch)
+        for _, key, value in first_sink.log:  # a checkpoint is one Kafka message: bounded
+            if key.startswith("\x00checkpoint"):
+                states = decode_checkpoint(value).states
+                sizes = [len(k) + len(v) for k, v in states]
+                # the budget, overshot by at most the one state that crossed it
+                assert sum(sizes) <= CHECKPOINT_BYTES + max(sizes, default=0), sizes
         cut_at = int(cut * len(first_sink.log))
         kept = first_sink.log[:cut_at]
         recovered: dict[str, bytes] = {}
@@ -198,3 +205,44 @@ def test_checkpoint_round_trips(
 def test_checkpoint_key_is_not_a_customer() -> None:
     assert not is_customer_key(checkpoint_key(3))
     assert is_customer_key("c-3")
+
+
+def test_a_sweep_of_many_customers_is_split_into_bounded_checkpoints() -> None:
+    """One record that brings many customers due seals as often as the budget requires."""
+    day = 86_400_000
+    t0 = 1_704_067_200_000
+    raw = [
+        json.dumps(
+            {
+                "event_id": f"e{i}",
+                "event_type": "order",
+                "customer_id": f"c{i}",
+                "ts": t0 + i,
+                "order_id": f"o{i}",
+                "amount": 30.0,
+            }
+        ).encode()
+        for i in range(60)
+    ]
+    raw.append(
+        raw[0].replace(b'"e0"', b'"late"').replace(str(t0).encode(), str(t0 + 400 * day).encode())
+    )
+    recs = [Record(TOPIC, 0, i, None, value) for i, value in enumerate(raw)]
+    sink = MemorySink()
+    pcfg = PipelineConfig(
+        partitions=1,
+        clock="event",
+        input_types={TOPIC: None},
+        ticks_topic="ticks",
+        checkpoint_bytes=4096,
+    )
+    pipe = Pipeline(pcfg, EngineConfig(), Playbook(), memory_local({}), sink, Metrics(), lambda: 0)
+    asyncio.run(pipe.handle_batch(recs))
+    sizes = [
+        [len(k) + len(v) for k, v in decode_checkpoint(value).states]
+        for _, key, value in sink.log
+        if key.startswith("\x00checkpoint")
+    ]
+    assert len(sizes) > 3, "the sweep of 60 customers needs several checkpoints"
+    for s in sizes:
+        assert sum(s) <= 4096 + max(s, default=0), s
