@@ -25,7 +25,21 @@ class EngineConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     """
 
     horizon_days: Positive = 90.0
-    """Churn horizon: the label is 1 when no purchase follows within it."""
+    """Churn horizon of ``risk_score`` (see ``risk_target``)."""
+    risk_target: Literal["churn", "lapse"] = "lapse"
+    """What ``risk_score`` is the probability of, and what the model learns
+    (:mod:`detectors.labels`). ``churn``: the customer's relationship ends (the last order
+    is placed) within the horizon; calibrated on the customers who have not left yet, it
+    rises with leading signals, and silence is a reason but not by itself an alarm.
+    ``lapse``: no purchase within the horizon; every customer silent past their own rhythm
+    scores high (a win-back list, not an early warning)."""
+    prior_churn_rate: Annotated[float, msgspec.Meta(gt=0, lt=1)] = 0.1
+    """``churn`` target: share of customers expected to leave within a horizon, the rules'
+    starting point before labels teach the calibration the real rate."""
+    churn_confirm_gaps: Positive = 4.0
+    """``churn`` target: a customer silent for this many usual gaps (at least a horizon, at
+    most ``expire_after_days``) counts as gone for the model's labels, the churn date
+    being the day after the last order. One who comes back later is not relabelled."""
 
     # risk levels: thresholds on the calibrated score, entered at >=, left below (t - hysteresis)
     medium: Share = 0.5

@@ -13,13 +13,12 @@ from collections import Counter
 from collections.abc import Iterator, MutableMapping
 from typing import NamedTuple
 
-import msgspec
-
 from detectors.alerts import Alert, make_alert, transition
-from detectors.cadence import Cadence, p_no_purchase
+from detectors.cadence import Cadence, cadence, p_no_purchase
 from detectors.config import DAY_MS, HOUR_MS, EngineConfig
 from detectors.events import Event, RetentionAction
 from detectors.ingest import StateUpdater, key_hash, net_value, new_state
+from detectors.labels import Labels, confirm_ms, labels_for, snapshot_cell
 from detectors.ledger import Ledger, treatment_of
 from detectors.model import ShardModel
 from detectors.partition import partition_for
@@ -88,6 +87,7 @@ class Shard:
         self.store: MutableMapping[str, CustomerState] = store if store is not None else {}
         self.model = model or ShardModel(self.cfg)
         self.updater = StateUpdater(self.cfg)
+        self.labels = labels_for(self.cfg, self._learn, self._cadence)
         self.due = DueIndex()
         self.ledger = Ledger(self.cfg)
         """Alert cases, control groups, actions and outcomes (:mod:`detectors.ledger`)."""
@@ -131,7 +131,7 @@ class Shard:
             if self.cfg.expire_after_days and when - state.last_ts >= self.cfg.expire_ms:
                 alerts.extend(self._expire(key, state, when))
                 continue
-            self._label_expired(state, when)
+            self.labels.on_sweep(state, when)
             alerts.extend(self._evaluate(key, state, when, SWEEP, recovered=False))
             self.store[key] = state
         # alert cases whose recovery window ended (also those opened above): decide them
@@ -160,13 +160,13 @@ class Shard:
             return []
         self.counts["events"] += 1
         now = max(ts, state.last_ts)
-        self._label_expired(state, now)
+        self.labels.before_event(state, now, last_order)
         if change.first_gap is not None:
             self.model.observe_first_gap(change.first_gap)
         if change.purchase:
-            self._label_on_purchase(state, ts)
+            self.labels.on_purchase(state, ts)
         if change.outcome:
-            self._label_all(state, 1 if change.outcome == 1 else 0)
+            self.labels.on_outcome(state, change.outcome, ts)
         if change.purchase:
             self.model.observe_value(net_value(state, now))
             self.model.drift.order_value(getattr(event, "amount", 0.0), ts)
@@ -214,7 +214,7 @@ class Shard:
         a = self._assess(s, now)
         self.model.drift.score(a.score, now)
         self._maybe_snapshot(s, now, a)
-        s.next_due = next_due(s, now, self.cfg, a.profile.cadence)
+        s.next_due = next_due(s, now, self.cfg, a.profile.cadence, self.labels)
         self.due.schedule(key, s.next_due)
         s.score = round(a.score, 6)
         evidence = sum(r.weight for r in a.reasons if r.weight > 0)
@@ -270,8 +270,7 @@ class Shard:
     def _expire(self, key: str, s: CustomerState, now: int) -> list[Alert]:
         """A customer silent past ``expire_after_days``: a final churned outcome (pending
         snapshots learn 1), an ``expired`` alert closing an open case, and the state dropped."""
-        for snap in s.snapshots:
-            self._learn(snap, 1 if snap.label < 0 else snap.label)
+        self.labels.on_expire(s)
         alerts = []
         if s.alert_open:
             s.alert_seq += 1
@@ -300,8 +299,12 @@ class Shard:
         return alerts
 
     def _maybe_snapshot(self, s: CustomerState, now: int, a: Assessment) -> None:
+        """A training snapshot, at most one per cell of the customer's grid (when the
+        label policy wants one now, see :mod:`detectors.labels`)."""
         cfg = self.cfg
         if s.outcome or len(s.snapshots) >= cfg.max_pending_snapshots:
+            return
+        if not self.labels.snapshot_due(s, now):
             return
         if s.snapshots and snapshot_cell(s, s.snapshots[-1].ts, cfg) == snapshot_cell(s, now, cfg):
             return
@@ -309,53 +312,20 @@ class Shard:
             return
         s.snapshots = (*s.snapshots, Snapshot(now, pack(a.features), round(a.rule_logit, 6)))
 
+    def _cadence(self, s: CustomerState) -> Cadence:
+        pop = self.model.population()
+        cfg = self.cfg
+        return cadence(
+            s.order_gap, pop.gap_mu, pop.gap_var, cfg.prior_strength, irregular=cfg.irregular_gaps
+        )
+
     def _learn(self, snap: Snapshot, y: int) -> None:
         self.model.learn(unpack(snap.features), snap.rule_logit, y)
         self.model.drift.label(y, snap.ts)
         self.counts[f"labels_{y}"] += 1
 
-    # Labels are learned when a snapshot's horizon ends, never earlier: the model then
-    # learns in snapshot-time order, and a quick "bought again" (0) cannot outrun the
-    # slow "horizon passed" (1) and bias it towards whoever bought last.
 
-    def _label_on_purchase(self, s: CustomerState, ts: int) -> None:
-        horizon = self.cfg.horizon_ms
-        s.snapshots = tuple(
-            msgspec.structs.replace(snap, label=0)
-            if snap.label < 0 and snap.ts < ts <= snap.ts + horizon
-            else snap
-            for snap in s.snapshots
-        )
-
-    def _label_all(self, s: CustomerState, y: int) -> None:
-        s.snapshots = tuple(
-            msgspec.structs.replace(snap, label=y) if snap.label < 0 else snap
-            for snap in s.snapshots
-        )
-
-    def _label_expired(self, s: CustomerState, now: int) -> None:
-        horizon = self.cfg.horizon_ms
-        if s.snapshots and s.snapshots[0].ts + horizon <= now:
-            keep = []
-            for snap in s.snapshots:
-                if snap.ts + horizon <= now:
-                    self._learn(snap, 1 if snap.label < 0 else snap.label)
-                else:
-                    keep.append(snap)
-            s.snapshots = tuple(keep)
-
-
-def snapshot_cell(s: CustomerState, t: int, cfg: EngineConfig) -> int:
-    """Which cell of the customer's snapshot grid (``snapshot_interval`` wide) ``t`` is in."""
-    return (t - s.first_ts) // cfg.snapshot_interval_ms
-
-
-def grid_point(s: CustomerState, t: int, cfg: EngineConfig) -> int:
-    """The first point of the customer's snapshot grid after ``t``."""
-    return s.first_ts + (snapshot_cell(s, t, cfg) + 1) * cfg.snapshot_interval_ms
-
-
-def next_due(s: CustomerState, now: int, cfg: EngineConfig, c: Cadence) -> int:
+def next_due(s: CustomerState, now: int, cfg: EngineConfig, c: Cadence, labels: Labels) -> int:
     """When the customer next needs a look if nothing else happens (0: never).
 
     Also moves ``s.checkpoint`` past the cadence checkpoints already reached.
@@ -370,9 +340,10 @@ def next_due(s: CustomerState, now: int, cfg: EngineConfig, c: Cadence) -> int:
     active = s.outcome != 1 and silence < cfg.inactive_after_days * DAY_MS
     interval = cfg.snapshot_interval_ms
     if s.snapshots:
-        # the oldest label matures at the first snapshot-grid point after its horizon
-        cands.append(grid_point(s, s.snapshots[0].ts + cfg.horizon_ms - 1, cfg))
-        if active and not s.outcome and len(s.snapshots) < cfg.max_pending_snapshots:
+        cands.append(labels.decide_at(s, c))
+    gone = silence >= confirm_ms(cfg, c)
+    if (s.snapshots or (labels.grid_sweeps and not gone)) and active and not s.outcome:
+        if len(s.snapshots) < cfg.max_pending_snapshots:
             cands.append(s.first_ts + (snapshot_cell(s, now, cfg) + 1) * interval)
     if active:
         gap = c.usual_gap_days * DAY_MS

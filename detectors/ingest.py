@@ -9,7 +9,7 @@ from typing import NamedTuple
 from detectors.config import DAY_MS, HOUR_MS, EngineConfig
 from detectors.estimators import RunningVar, SpendDrift, decay
 from detectors.events import Event, Order, Outcome, Ticket, Visit
-from detectors.state import CustomerState, OpenTicket
+from detectors.state import ORDER_LONG_DAYS, ORDER_SHORT_DAYS, CustomerState, OpenTicket
 
 MONTH_MS = 30 * DAY_MS
 VALUE_MONTHS = 12
@@ -105,6 +105,8 @@ class StateUpdater:
             return
         s.visits_short = decay(s.visits_short, dt, self._short)
         s.visits_long = decay(s.visits_long, dt, self._long)
+        s.orders_short = decay(s.orders_short, dt, ORDER_SHORT_DAYS * DAY_MS)
+        s.orders_long = decay(s.orders_long, dt, ORDER_LONG_DAYS * DAY_MS)
         f = decay(1.0, dt, self._half_life)
         if f < 1.0:
             s.complaints_service *= f
@@ -168,10 +170,14 @@ class StateUpdater:
             gap = math.log((ts - s.last_order_ts) / DAY_MS)
             if s.order_gap[0] == 0:
                 first_gap = gap
+            else:
+                s.gap_trend += EW_ALPHA * (gap - s.order_gap[1] - s.gap_trend)
             s.order_gap = self._var.update(s.order_gap, gap)
         if not s.first_order_ts:
             s.first_order_ts = ts
         s.n_orders += 1
+        s.orders_short += 1.0
+        s.orders_long += 1.0
         s.last_order_ts = max(s.last_order_ts, ts)
         x = math.log1p(e.amount)
         s.spend = self._var.update(s.spend, x)

@@ -10,7 +10,7 @@ from detectors.cadence import Cadence, cadence, p_no_purchase, survival
 from detectors.config import DAY_MS, HOUR_MS, EngineConfig
 from detectors.estimators import decay, mean
 from detectors.ingest import net_value
-from detectors.state import CustomerState
+from detectors.state import ORDER_LONG_DAYS, ORDER_SHORT_DAYS, CustomerState
 
 
 class Population(NamedTuple):
@@ -34,6 +34,9 @@ class Profile(NamedTuple):
     p_cadence: float
     p_cadence_fresh: float
     """The same probability right after a purchase: the customer's baseline."""
+    p_prior: float
+    """The rules' starting probability of the risk target: ``p_cadence`` for ``lapse``;
+    for ``churn`` the configured share of customers who leave within a horizon."""
     value: float
     high_value: bool
     tenure_days: float
@@ -43,6 +46,10 @@ class Profile(NamedTuple):
     spend_change: float
     """Recent basket over the usual basket, minus one."""
     spend_fell: bool
+    recent_orders: float
+    """Paid orders lately (decayed count, ``ORDER_SHORT_DAYS`` half-life)."""
+    order_rate_trend: float
+    """Log of the recent order rate over the long-run rate (< 0: buying less often)."""
     unpaid_overdue: int
     open_count: int
     oldest_open_days: float
@@ -88,6 +95,8 @@ def profile(s: CustomerState, now: int, cfg: EngineConfig, pop: Population) -> P
         if t.severity >= 2 and age > sla:
             severe += 1
     unpaid_after = cfg.unpaid_after_days * DAY_MS
+    o_short = decay(s.orders_short, dt, ORDER_SHORT_DAYS * DAY_MS)
+    o_long = decay(s.orders_long, dt, ORDER_LONG_DAYS * DAY_MS)
     return Profile(
         now=now,
         silence_days=silence,
@@ -96,6 +105,7 @@ def profile(s: CustomerState, now: int, cfg: EngineConfig, pop: Population) -> P
         survival=survival(silence, c),
         p_cadence=p,
         p_cadence_fresh=p0,
+        p_prior=cfg.prior_churn_rate if cfg.risk_target == "churn" else p,
         value=value,
         high_value=value > 0 and value >= pop.high_value,
         tenure_days=max(now - s.first_ts, 0) / DAY_MS,
@@ -103,6 +113,12 @@ def profile(s: CustomerState, now: int, cfg: EngineConfig, pop: Population) -> P
         visit_ratio=(short + 1e-3) / (long_ + 1e-3) if s.n_visits >= 3 else 1.0,
         spend_change=math.expm1(s.spend_recent - mean(s.spend)) if s.n_orders >= 3 else 0.0,
         spend_fell=bool(s.spend_drift_ts) and now - s.spend_drift_ts < cfg.horizon_ms,
+        recent_orders=o_short,
+        order_rate_trend=math.log(
+            (o_short / ORDER_SHORT_DAYS + 1e-3) / (o_long / ORDER_LONG_DAYS + 1e-3)
+        )
+        if s.n_orders >= 2
+        else 0.0,
         unpaid_overdue=sum(1 for _, ts in s.unpaid if now - ts > unpaid_after),
         open_count=len(s.open_tickets),
         oldest_open_days=oldest,
@@ -149,6 +165,9 @@ FEATURES = (
     "dissatisfaction",
     "sentiment",
     "log_response_hours",
+    "log_recent_orders",
+    "order_rate_trend",
+    "gap_trend",
 )
 """Names of the global model's inputs, in the order of :func:`features`."""
 
@@ -187,6 +206,9 @@ def features(s: CustomerState, p: Profile) -> list[float]:
         (3.0 - s.satisfaction) / 2.0 if s.satisfaction else 0.0,
         s.sentiment,
         math.log1p(s.response_hours),
+        math.log1p(p.recent_orders),
+        p.order_rate_trend,
+        max(min(s.gap_trend, 3.0), -3.0),
     ]
 
 
@@ -196,7 +218,7 @@ HALF_MAX = 65_000.0
 def pack(values: list[float]) -> bytes:
     """Features as packed float16 (3 significant digits), the compact form of snapshots.
 
-    >>> unpack(pack([0.5, -2.0, 1e9]))
+    >>> unpack(pack([0.5, -2.0, 1e9]))[:3]
     [0.5, -2.0, 64992.0]
     """
     clipped = [HALF_MAX if v > HALF_MAX else -HALF_MAX if v < -HALF_MAX else v for v in values]
@@ -204,4 +226,10 @@ def pack(values: list[float]) -> bytes:
 
 
 def unpack(data: bytes) -> list[float]:
-    return list(struct.unpack(f"<{len(data) // 2}e", data))
+    """Inverse of :func:`pack`; snapshots taken before features were added get zeros.
+
+    >>> len(unpack(pack([1.0]))) == len(FEATURES)
+    True
+    """
+    values = list(struct.unpack(f"<{len(data) // 2}e", data))
+    return values + [0.0] * (len(FEATURES) - len(values))

@@ -306,9 +306,16 @@ def detect(s: CustomerState, p: Profile) -> list[Reason]:
 
 
 def rule_logit(p: Profile, reasons: list[Reason]) -> float:
-    """Rule score on the log-odds scale: the cadence probability pushed by the other signals."""
+    """Rule score on the log-odds scale: the target's prior probability (``p_prior``)
+    pushed by the reasons other than silence.
+
+    For ``lapse`` the prior already is the silence (the cadence probability). For
+    ``churn`` silence says more of customers already gone than of those about to go, so
+    it raises the alarm level a score allows (the evidence) but not the score; the model
+    learns what silence says of the customers still buying.
+    """
     push = sum(r.weight for r in reasons if r.code not in CADENCE_CODES)
-    return _logit(p.p_cadence) + min(push, MAX_SIGNAL_PUSH)
+    return _logit(p.p_prior) + min(push, MAX_SIGNAL_PUSH)
 
 
 CADENCE_CODES = frozenset({"order_overdue", "no_second_order", "no_first_order"})

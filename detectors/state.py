@@ -12,6 +12,8 @@ from __future__ import annotations
 import msgspec
 
 STATE_VERSION = 1
+ORDER_SHORT_DAYS = 45.0
+ORDER_LONG_DAYS = 180.0
 
 
 class OpenTicket(msgspec.Struct, array_like=True, gc=False):
@@ -153,6 +155,15 @@ class CustomerState(msgspec.Struct, array_like=True, kw_only=True):
 
     # the retention ledger (detectors.ledger): the current or last alert case
     case: Case | None = None
+
+    # purchase rhythm lately (added to version 1 at the end, so older states decode)
+    orders_short: float = 0.0
+    """Paid orders, decayed with ``ORDER_SHORT_DAYS``' half-life to ``signals_ts``."""
+    orders_long: float = 0.0
+    """Paid orders, decayed with ``ORDER_LONG_DAYS``' half-life to ``signals_ts``."""
+    gap_trend: float = 0.0
+    """Exponentially weighted log of each gap over the usual gap before it (> 0: gaps
+    lengthening)."""
 
     def to_bytes(self) -> bytes:
         """Serialise compactly (MessagePack array)."""

@@ -177,7 +177,7 @@ BASE_PROFILE = profile(
 def test_adding_a_reason_never_lowers_the_rule_score(
     p: float, found: list[Reason], extra: Reason
 ) -> None:
-    prof = BASE_PROFILE._replace(p_cadence=p)
+    prof = BASE_PROFILE._replace(p_prior=p)
     before = rule_logit(prof, found)
     after = rule_logit(prof, [*found, extra])
     assert after >= before

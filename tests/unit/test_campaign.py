@@ -15,7 +15,9 @@ from streams.simulate import SimConfig
 
 pytestmark = pytest.mark.unit
 
-HALF = EngineConfig(control_share=dict.fromkeys(("medium", "high", "critical"), 0.5))
+HALF = EngineConfig(
+    risk_target="lapse", control_share=dict.fromkeys(("medium", "high", "critical"), 0.5)
+)
 
 
 def campaign(customers: int, days: int, seed: int, effect: float) -> CampaignResult:

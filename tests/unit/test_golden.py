@@ -28,7 +28,8 @@ NAMES = [
     "one_time_buyer",
     "healthy",
 ]
-CFG = EngineConfig()
+CFG = EngineConfig(risk_target="lapse")
+"""The golden streams pin the win-back view: every silence past the rhythm alarms."""
 
 
 class Run:

@@ -104,7 +104,9 @@ def test_assignment_is_a_keyed_hash_of_the_customer() -> None:
 
 
 def test_engine_assigns_each_case_by_the_hash_and_the_opening_level() -> None:
-    cfg = EngineConfig(control_share=dict.fromkeys(EVERY_LEVEL, 0.5), experiment_salt="s1")
+    cfg = EngineConfig(
+        risk_target="lapse", control_share=dict.fromkeys(EVERY_LEVEL, 0.5), experiment_salt="s1"
+    )
     engine = Engine(cfg, partitions=2)
     events = sorted((e for i in range(60) for e in monthly(f"c{i}", 6)), key=lambda e: e.ts)
     alerts = [a for e in events for a in engine.feed(e)]
@@ -126,7 +128,7 @@ def test_engine_assigns_each_case_by_the_hash_and_the_opening_level() -> None:
 def test_the_group_holds_for_the_whole_case(share: dict[str, float], arm: str) -> None:
     """The group is drawn with the opening level's share and escalation never switches it,
     whatever the higher levels' shares say."""
-    shard = Shard(EngineConfig(control_share=share))
+    shard = Shard(EngineConfig(risk_target="lapse", control_share=share))
     alerts = silent(shard)
     kinds = [a.kind for a in alerts]
     assert kinds[0] == "opened" and alerts[0].risk_level == "medium"
@@ -240,7 +242,7 @@ def test_an_explicit_outcome_inside_the_window_decides(said: str, outcome: str) 
 
 
 def test_one_jump_of_the_clock_counts_as_many_small_ticks() -> None:
-    cfg = EngineConfig(control_share=dict.fromkeys(EVERY_LEVEL, 0.3))
+    cfg = EngineConfig(risk_target="lapse", control_share=dict.fromkeys(EVERY_LEVEL, 0.3))
     events = sorted(
         (e for i in range(30) for e in monthly(f"c{i}", 5 + i % 4, start=i % 7)),
         key=lambda e: e.ts,
@@ -313,7 +315,7 @@ def test_actions_link_to_the_case_by_alert_id() -> None:
 
 
 def test_an_action_on_a_control_case_is_flagged() -> None:
-    shard = Shard(EngineConfig(control_share={"medium": 1.0}))
+    shard = Shard(EngineConfig(risk_target="lapse", control_share={"medium": 1.0}))
     alerts = silent(shard)
     feed(shard, [action("m", alerts[0].alert_id, ms(alerts[0].as_of) + DAY, "x", "sent")])
     assert dict(shard.ledger.counts.links) == {"control": 1}
@@ -353,10 +355,22 @@ def test_a_state_stored_before_the_ledger_still_loads() -> None:
     state = shard.store["m"]
     assert state.case is not None
     fields = msgspec.msgpack.decode(state.to_bytes())
-    old = msgspec.msgpack.encode(fields[:-1])  # the array without the trailing case
+    n_case = fields.index(msgspec.msgpack.decode(msgspec.msgpack.encode(state.case)))
+    old = msgspec.msgpack.encode(fields[:n_case])  # the array up to the case, not from it
     back = CustomerState.from_bytes(old)
     assert back.case is None
-    assert msgspec.structs.replace(back, case=state.case) == state
+    later = {"orders_short": back.orders_short, "orders_long": back.orders_long}
+    assert later == {"orders_short": 0.0, "orders_long": 0.0}  # fields added after: defaults
+    assert (
+        msgspec.structs.replace(
+            back,
+            case=state.case,
+            orders_short=state.orders_short,
+            orders_long=state.orders_long,
+            gap_trend=state.gap_trend,
+        )
+        == state
+    )
 
 
 def test_a_copy_of_the_state_does_not_share_the_case() -> None:
@@ -370,7 +384,7 @@ def test_a_copy_of_the_state_does_not_share_the_case() -> None:
 
 
 def test_the_worker_exports_ledger_deltas_once() -> None:
-    shard = Shard(EngineConfig(control_share={"medium": 1.0}))
+    shard = Shard(EngineConfig(risk_target="lapse", control_share={"medium": 1.0}))
     alerts = silent(shard)
     feed(shard, [action("m", alerts[0].alert_id, ms(alerts[0].as_of) + DAY, "x", "sent")])
     registry = CollectorRegistry()

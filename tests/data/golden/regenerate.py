@@ -4,9 +4,11 @@ Run ``python tests/data/golden/regenerate.py`` to rewrite every ``<name>.events.
 ``<name>.expected.json`` here. Read each expected file before committing it: the goldens pin
 the engine's behaviour only if a person checked that the alerts make domain sense.
 
-The replay here is the one ``tests/unit/test_golden.py`` runs: the pure engine (default
-``EngineConfig``, one partition), the event-time clock, and a sweep timer that ticks at every
-UTC midnight between events and on to the scenario's end, as a worker's timer would.
+The replay here is the one ``tests/unit/test_golden.py`` runs: the pure engine
+(``EngineConfig(risk_target="lapse")``: every silence past the customer's rhythm alarms,
+which is what these scenarios pin; one partition), the event-time clock, and a sweep
+timer that ticks at every UTC midnight between events and on to the scenario's end, as a
+worker's timer would.
 """
 
 from __future__ import annotations
@@ -247,7 +249,7 @@ SCENARIOS: dict[str, Callable[[], Scenario]] = {
 
 def replay(lines: Iterable[bytes], end_ms: int) -> list[Alert]:
     """Feed events in order; sweep at every UTC midnight between them and up to ``end_ms``."""
-    engine = Engine(EngineConfig(), partitions=1)
+    engine = Engine(EngineConfig(risk_target="lapse"), partitions=1)
     alerts: list[Alert] = []
     tick = None
     for line in lines:

@@ -1,0 +1,122 @@
+"""The ``churn`` risk target: labels ask "does the relationship end within the horizon?"."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from cw_strategies import DAY, T0, ev
+
+from detectors import EngineConfig, Playbook, Shard
+from detectors.ingest import new_state
+from detectors.labels import ChurnLabels, LapseLabels, confirm_ms
+from detectors.state import Snapshot
+from evaluation.evaluate import Truth, evaluate
+from evaluation.run import _day_ms, collect
+from streams.replay import make_engine
+from streams.simulate import SimConfig, generate, write_events
+
+pytestmark = pytest.mark.unit
+
+CHURN = {"risk_target": "churn", "horizon_days": 30, "snapshot_interval_days": 10}
+
+
+def orders(shard: Shard, key: str, days: list[int]) -> None:
+    for i, d in enumerate(days):
+        t = T0 + d * DAY
+        shard.advance(t)
+        shard.process(ev("order", key, t, f"{key}{i}", order_id=f"{key}o{i}", amount=40.0))
+
+
+def learned(shard: Shard) -> Counter[int]:
+    return Counter({0: shard.counts["labels_0"], 1: shard.counts["labels_1"]})
+
+
+def test_the_policy_follows_the_setting() -> None:
+    assert isinstance(Shard(EngineConfig(risk_target="churn")).labels, ChurnLabels)
+    assert isinstance(Shard(EngineConfig()).labels, LapseLabels)
+
+
+def test_snapshots_come_at_grid_points_not_at_purchases() -> None:
+    shard = Shard(EngineConfig.from_mapping(CHURN))
+    orders(shard, "a", [0, 3, 6, 9, 12])
+    state = shard.store["a"]
+    assert [(s.ts - state.first_ts) // DAY for s in state.snapshots] == [10]
+
+
+def test_a_customer_who_keeps_buying_teaches_zeros() -> None:
+    shard = Shard(EngineConfig.from_mapping(CHURN))
+    orders(shard, "a", list(range(0, 200, 5)))
+    got = learned(shard)
+    assert got[0] >= 10 and got[1] == 0
+
+
+def test_a_customer_who_stops_teaches_ones_for_the_horizon_before_the_stop_only() -> None:
+    cfg = EngineConfig.from_mapping(CHURN)
+    shard = Shard(cfg)
+    days = list(range(0, 100, 5))  # last order on day 95
+    orders(shard, "a", days)
+    before = learned(shard)
+    pending = [s.ts for s in shard.store["a"].snapshots]
+    assert pending, "snapshots wait for the outcome"
+    churn = T0 + 95 * DAY + DAY
+    shard.advance(T0 + 400 * DAY)
+    after = learned(shard) - before
+    horizon = cfg.horizon_ms
+    ones = sum(1 for t in pending if t < churn <= t + horizon)
+    left_already = sum(1 for t in pending if churn <= t)
+    assert after[1] == ones and ones >= 1
+    assert after[0] == len(pending) - ones - left_already
+    assert not shard.store["a"].snapshots
+
+
+def test_the_silence_that_confirms_a_departure_scales_with_the_rhythm() -> None:
+    cfg = EngineConfig(risk_target="churn")
+    shard = Shard(cfg)
+    orders(shard, "w", list(range(0, 120, 7)))
+    orders(shard, "q", [0, 90, 180, 270])
+    weekly = confirm_ms(cfg, shard._cadence(shard.store["w"]))
+    quarterly = confirm_ms(cfg, shard._cadence(shard.store["q"]))
+    assert weekly == cfg.horizon_ms < quarterly <= cfg.expire_ms
+
+
+def test_an_explicit_churned_outcome_decides_the_labels() -> None:
+    shard = Shard(EngineConfig.from_mapping(CHURN))
+    orders(shard, "a", list(range(0, 60, 5)))
+    pending = len(shard.store["a"].snapshots)
+    before = learned(shard)
+    t = T0 + 61 * DAY
+    shard.advance(t)
+    shard.process(ev("outcome", "a", t, "out", outcome="churned"))
+    assert (learned(shard) - before)[1] == pending > 0
+
+
+def test_a_snapshot_after_the_departure_teaches_nothing() -> None:
+    cfg = EngineConfig.from_mapping(CHURN)
+    shard = Shard(cfg)
+    got: list[int] = []
+    policy = ChurnLabels(cfg, lambda snap, y: got.append(y), shard._cadence)
+    state = new_state(T0)
+    state.snapshots = (Snapshot(T0 + 10 * DAY, b"", 0.0), Snapshot(T0 + 40 * DAY, b"", 0.0))
+    policy.gone(state, T0 + 20 * DAY)
+    assert got == [1] and state.snapshots == ()
+
+
+def test_churn_scores_are_calibrated_where_lapse_scores_are_not(tmp_path: Path) -> None:
+    """On simulated customers the churn target's risk_score is close to the observed rate
+    of leaving within the horizon; the lapse target's (no purchase within it) is not."""
+    events, truth = generate(SimConfig(customers=800, days=450, seed=17))
+    path = tmp_path / "events.jsonl"
+    write_events(path, events)
+    judged = Truth(
+        {t.customer_id: _day_ms(t.churn_date.isoformat()) if t.churn_date else None for t in truth},
+        {t.customer_id: t.cause for t in truth},
+    )
+    cuts = [_day_ms("2024-07-01"), _day_ms("2024-10-01")]
+    ece = {}
+    for target in ("churn", "lapse"):
+        engine = make_engine(EngineConfig(risk_target=target), Playbook(), 1)
+        report = evaluate(collect(path, engine, cuts), judged, 90.0, draws=0, seed=0)
+        ece[target] = report["calibration"]["pooled"]["ece"]
+    assert ece["churn"] < 0.1 < ece["lapse"]
