@@ -364,15 +364,19 @@ class Pipeline:
         started = time.perf_counter()
         swept = shard.counts["swept"]
         while True:
-            # a step may change at most as many states as still fit in the checkpoint
+            # a step may change at most as many states as still fit in the checkpoint, so
+            # a full one is sealed first: the record that follows the sweep then adds at
+            # most one state beyond the budget
+            if part.store.dirty_bytes + MAX_STATE_BYTES >= self.cfg.checkpoint_bytes and (
+                part.store.dirty_bytes
+            ):
+                await self.seal()
             room = (self.cfg.checkpoint_bytes - part.store.dirty_bytes) // MAX_STATE_BYTES
             alerts = shard.advance(now, limit=max(1, min(self.cfg.sweep_step, room)))
             part.alerts.extend((a, None) for a in alerts)
             part.changed = True  # the clock moved: the next checkpoint must carry it
             if not shard.behind:
                 break
-            if part.store.dirty_bytes + MAX_STATE_BYTES >= self.cfg.checkpoint_bytes:
-                await self.seal()
         n = shard.counts["swept"] - swept
         if n:
             self.m.swept.inc(n)
