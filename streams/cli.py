@@ -37,6 +37,14 @@ PartitionsOpt = Annotated[
 HorizonOpt = Annotated[
     float | None, typer.Option("--horizon-days", min=1, help="Churn horizon in days.")
 ]
+RiskTargetOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--risk-target",
+        help="churn (the relationship ends within the horizon) or lapse (no purchase "
+        "within it); see README, Risk target.",
+    ),
+]
 PlaybookOpt = Annotated[
     Path | None,
     typer.Option("--playbook", help="Retention playbook TOML file (see deploy/playbook.toml)."),
@@ -71,9 +79,15 @@ def parse_time(text: str) -> int:
 
 
 def _settings(
-    config: Path | None, partitions: int | None, horizon: float | None, playbook: Path | None
+    config: Path | None,
+    partitions: int | None,
+    horizon: float | None,
+    playbook: Path | None,
+    risk_target: str | None = None,
 ) -> Settings:
-    engine = {"horizon_days": horizon} if horizon is not None else {}
+    engine: dict[str, object] = {"horizon_days": horizon} if horizon is not None else {}
+    if risk_target is not None:
+        engine["risk_target"] = risk_target
     return load_settings(config, partitions=partitions, engine=engine, playbook_file=playbook)
 
 
@@ -147,10 +161,11 @@ def replay_cmd(
     config: ConfigOpt = None,
     partitions: PartitionsOpt = None,
     horizon_days: HorizonOpt = None,
+    risk_target: RiskTargetOpt = None,
     playbook: PlaybookOpt = None,
 ) -> None:
     """Run the engine over a time-sorted JSON-lines file of events; alerts out as JSON lines."""
-    settings = _settings(config, partitions, horizon_days, playbook)
+    settings = _settings(config, partitions, horizon_days, playbook, risk_target)
     engine = _engine(settings)
     out = alerts_out.open("wb") if alerts_out else sys.stdout.buffer
     try:
@@ -180,10 +195,11 @@ def score_cmd(
     config: ConfigOpt = None,
     partitions: PartitionsOpt = None,
     horizon_days: HorizonOpt = None,
+    risk_target: RiskTargetOpt = None,
     playbook: PlaybookOpt = None,
 ) -> None:
     """Every customer's risk as of a time, from the events up to it (CSV, riskiest first)."""
-    settings = _settings(config, partitions, horizon_days, playbook)
+    settings = _settings(config, partitions, horizon_days, playbook, risk_target)
     engine = _engine(settings)
     t = parse_time(as_of)
     stats = _replay_file(file, engine, lambda a: None, rejects, strict, t, progress)
@@ -223,12 +239,13 @@ def evaluate_cmd(
     config: ConfigOpt = None,
     partitions: PartitionsOpt = None,
     horizon_days: HorizonOpt = None,
+    risk_target: RiskTargetOpt = None,
     playbook: PlaybookOpt = None,
 ) -> None:
     """Replay against ground truth: AUC at cutoffs vs baselines, calibration, alert quality."""
     from evaluation.run import run_evaluation
 
-    settings = _settings(config, partitions, horizon_days, playbook)
+    settings = _settings(config, partitions, horizon_days, playbook, risk_target)
     cuts = [parse_time(c.strip()) for c in cutoffs.split(",") if c.strip()] if cutoffs else None
     run_evaluation(
         events,
@@ -585,6 +602,7 @@ def report_cmd(
     config: ConfigOpt = None,
     partitions: PartitionsOpt = None,
     horizon_days: HorizonOpt = None,
+    risk_target: RiskTargetOpt = None,
     playbook: PlaybookOpt = None,
 ) -> None:
     """Did the retention actions win customers back? Recovery of treated vs control cases."""
@@ -597,6 +615,8 @@ def report_cmd(
     engine: dict[str, object] = {}
     if horizon_days is not None:
         engine["horizon_days"] = horizon_days
+    if risk_target is not None:
+        engine["risk_target"] = risk_target
     if recovery_window_days is not None:
         engine["recovery_window_days"] = recovery_window_days
     if control_share is not None:

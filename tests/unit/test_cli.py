@@ -94,6 +94,9 @@ RUNS = {
     "strict": ["replay", "bad.jsonl", "--alerts-out", "strict.jsonl", "--strict"],
     "score_a": ["score", "events.jsonl", "--as-of", AS_OF, "--out", "scores-a.csv"],
     "score_b": ["score", "events.jsonl", "--as-of", AS_OF, "--out", "scores-b.csv"],
+    "score_churn": ["score", "events.jsonl", "--as-of", AS_OF, "--out", "scores-churn.csv"]
+    + ["--risk-target", "churn"],
+    "bad_target": ["score", "events.jsonl", "--as-of", AS_OF, "--risk-target", "soon"],
 }
 
 
@@ -201,3 +204,21 @@ def test_score_as_of_writes_one_row_per_customer_seen_by_then(
     assert all(0.0 <= s <= 1.0 for s in scores)
     assert {r["risk_level"] for r in rows} <= set(LEVELS)
     assert scores == sorted(scores, reverse=True), "riskiest first"
+
+
+def test_risk_target_flag_changes_what_the_score_means(
+    work: Path, runs: dict[str, subprocess.CompletedProcess[str]]
+) -> None:
+    _ok(runs["score_a"])
+    _ok(runs["score_churn"])
+    _, lapse = _scores(work / "scores-a.csv")
+    _, churn = _scores(work / "scores-churn.csv")
+    assert {r["customer_id"] for r in lapse} == {r["customer_id"] for r in churn}
+    mean = {
+        name: sum(float(r["risk_score"]) for r in rows) / len(rows)
+        for name, rows in (("lapse", lapse), ("churn", churn))
+    }
+    # churn within the horizon is a rarer event than no purchase within it
+    assert mean["churn"] < mean["lapse"]
+    bad = runs["bad_target"]
+    assert bad.returncode == 2 and "risk_target" in bad.stderr
