@@ -27,13 +27,16 @@ def simulated_file(workdir: Path, target_events: int, seed: int) -> tuple[Path, 
     return path, len(events)
 
 
-def engine_costs(path: Path, partitions: int, store: type = BytesStore) -> None:
+def engine_costs(
+    path: Path, partitions: int, store: type = BytesStore, risk_target: str = "lapse"
+) -> None:
     lines = path.read_bytes().splitlines()
     t0 = time.perf_counter()
     events = [decode_event(line) for line in lines]
     decode_s = time.perf_counter() - t0
 
-    engine = Engine(EngineConfig(), partitions=partitions, store_factory=store)
+    cfg = EngineConfig(risk_target=risk_target)  # type: ignore[arg-type]
+    engine = Engine(cfg, partitions=partitions, store_factory=store)
     sweep_s = 0.0
     process_s = 0.0
     perf = time.perf_counter
@@ -79,7 +82,7 @@ def engine_costs(path: Path, partitions: int, store: type = BytesStore) -> None:
     )
 
 
-def replay_throughput(path: Path, n: int, partitions: int) -> None:
+def replay_throughput(path: Path, n: int, partitions: int, risk_target: str = "lapse") -> None:
     out = path.with_suffix(".alerts.jsonl")
     t0 = time.perf_counter()
     subprocess.run(
@@ -93,6 +96,8 @@ def replay_throughput(path: Path, n: int, partitions: int) -> None:
             str(out),
             "--partitions",
             str(partitions),
+            "--risk-target",
+            risk_target,
             "--no-progress",
         ],
         check=True,
@@ -168,12 +173,14 @@ def main() -> None:
     ap.add_argument("--customers", type=int, default=1_000_000, help="for the memory run")
     ap.add_argument("--partitions", type=int, default=1)
     ap.add_argument("--seed", type=int, default=3)
+    ap.add_argument("--risk-target", choices=("lapse", "churn"), default="lapse")
     args = ap.parse_args()
+    print(f"risk target {args.risk_target}")
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         path, n = simulated_file(work, args.events, args.seed)
-        engine_costs(path, args.partitions)
-        replay_throughput(path, n, args.partitions)
+        engine_costs(path, args.partitions, risk_target=args.risk_target)
+        replay_throughput(path, n, args.partitions, args.risk_target)
         if args.customers:
             replay_memory(
                 many_customers_file(work, args.customers), args.customers, args.partitions
