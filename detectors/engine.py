@@ -14,16 +14,16 @@ from collections.abc import Iterator, MutableMapping
 from typing import NamedTuple
 
 from detectors.alerts import Alert, make_alert, transition
-from detectors.cadence import Cadence, cadence, p_no_purchase
+from detectors.cadence import Cadence, p_no_purchase
 from detectors.config import DAY_MS, HOUR_MS, EngineConfig
 from detectors.events import Event, RetentionAction
 from detectors.ingest import StateUpdater, key_hash, net_value, new_state
-from detectors.labels import Labels, confirm_ms, labels_for, snapshot_cell
+from detectors.labels import Labels, labels_for, snapshot_cell
 from detectors.ledger import Ledger, treatment_of
 from detectors.model import ShardModel
 from detectors.partition import partition_for
 from detectors.playbook import Playbook
-from detectors.profile import Profile, features, pack, profile, unpack
+from detectors.profile import Profile, customer_cadence, features, pack, profile, unpack
 from detectors.reasons import Reason, detect, rule_logit
 from detectors.schedule import DueIndex
 from detectors.state import CustomerState, Snapshot
@@ -313,11 +313,7 @@ class Shard:
         s.snapshots = (*s.snapshots, Snapshot(now, pack(a.features), round(a.rule_logit, 6)))
 
     def _cadence(self, s: CustomerState) -> Cadence:
-        pop = self.model.population()
-        cfg = self.cfg
-        return cadence(
-            s.order_gap, pop.gap_mu, pop.gap_var, cfg.prior_strength, irregular=cfg.irregular_gaps
-        )
+        return customer_cadence(s, self.cfg, self.model.population())
 
     def _learn(self, snap: Snapshot, y: int) -> None:
         self.model.learn(unpack(snap.features), snap.rule_logit, y)
@@ -341,8 +337,7 @@ def next_due(s: CustomerState, now: int, cfg: EngineConfig, c: Cadence, labels: 
     interval = cfg.snapshot_interval_ms
     if s.snapshots:
         cands.append(labels.decide_at(s, c))
-    gone = silence >= confirm_ms(cfg, c)
-    if (s.snapshots or (labels.grid_sweeps and not gone)) and active and not s.outcome:
+    if (s.snapshots or labels.grid_sweep(s, silence, c)) and active and not s.outcome:
         if len(s.snapshots) < cfg.max_pending_snapshots:
             cands.append(s.first_ts + (snapshot_cell(s, now, cfg) + 1) * interval)
     if active:

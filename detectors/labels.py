@@ -60,8 +60,10 @@ def confirm_ms(cfg: EngineConfig, c: Cadence) -> int:
 class ChurnLabels:
     """Snapshots ask whether the relationship ends within the horizon (see the module)."""
 
-    grid_sweeps = True
-    """Every customer gets a sweep at each grid point (where its snapshots are taken)."""
+    def grid_sweep(self, s: CustomerState, silence_ms: int, c: Cadence) -> bool:
+        """A customer not yet counted gone gets a sweep at each grid point (where its
+        snapshots are taken)."""
+        return silence_ms < confirm_ms(self.cfg, c)
 
     def __init__(self, cfg: EngineConfig, learn: Learn, cadence_of: CadenceOf) -> None:
         self.cfg = cfg
@@ -135,8 +137,9 @@ class LapseLabels:
     "horizon passed" (1) and bias it towards whoever bought last.
     """
 
-    grid_sweeps = False
-    """Snapshots come with the customer's own events and sweeps."""
+    def grid_sweep(self, s: CustomerState, silence_ms: int, c: Cadence) -> bool:
+        """No sweeps for snapshots: they come with the customer's own events and sweeps."""
+        return False
 
     def __init__(self, cfg: EngineConfig, learn: Learn) -> None:
         self.cfg = cfg

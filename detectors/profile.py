@@ -68,13 +68,18 @@ def _logit(p: float) -> float:
     return math.log(p / (1.0 - p))
 
 
+def customer_cadence(s: CustomerState, cfg: EngineConfig, pop: Population) -> Cadence:
+    """The customer's purchase rhythm: own gaps shrunk towards the population's."""
+    return cadence(
+        s.order_gap, pop.gap_mu, pop.gap_var, cfg.prior_strength, irregular=cfg.irregular_gaps
+    )
+
+
 def profile(s: CustomerState, now: int, cfg: EngineConfig, pop: Population) -> Profile:
     """Derive a customer's profile as of ``now`` (read-only on ``s``)."""
     since = s.last_order_ts or s.first_ts
     silence = max(now - since, 0) / DAY_MS
-    c = cadence(
-        s.order_gap, pop.gap_mu, pop.gap_var, cfg.prior_strength, irregular=cfg.irregular_gaps
-    )
+    c = customer_cadence(s, cfg, pop)
     p = p_no_purchase(silence, cfg.horizon_days, c)
     overdue = silence / c.usual_gap_days
     # the baseline right after a purchase only matters to an overdue customer's reason
