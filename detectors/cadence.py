@@ -27,6 +27,11 @@ from detectors.estimators import VarState, variance
 SQRT2 = math.sqrt(2.0)
 MIN_SIGMA = 0.3
 """Floor on the log-gap spread: nobody is perfectly regular."""
+DROPOUT_A, DROPOUT_B = 1.0, 3.0
+"""Beta prior of the drop-out chance per purchase cycle (mean 0.25 before any return)."""
+TYPICAL_RETURNS = 2
+"""Returns of the customer the configured churn rate describes (drop-out chance 1/6)."""
+MAX_CHURN_PRIOR = 0.5
 
 
 class Cadence(NamedTuple):
@@ -54,8 +59,8 @@ def cadence(
     prior_mu: float,
     prior_var: float,
     prior_strength: float,
-    dropout_a: float = 1.0,
-    dropout_b: float = 3.0,
+    dropout_a: float = DROPOUT_A,
+    dropout_b: float = DROPOUT_B,
     irregular: float = 0.1,
 ) -> Cadence:
     """Posterior cadence from a customer's own log-gaps and the population prior.
@@ -116,6 +121,20 @@ def p_no_purchase(silence_days: float, horizon_days: float, c: Cadence) -> float
     num = p + (1.0 - p) * s_later
     den = p + (1.0 - p) * s_now
     return min(max(num / den, 1e-6), 1.0 - 1e-6)
+
+
+def churn_prior(dropout: float, base_rate: float) -> float:
+    """P(the relationship ends within the horizon) before any label has been seen.
+
+    ``base_rate`` is the share of a typical customer (one who came back twice); others
+    are scaled by their drop-out chance per purchase cycle, which falls with every return
+    (the beta-geometric part of BG/NBD): the fewer returns, the likelier the end.
+
+    >>> [round(churn_prior(1 / (4 + n), 0.1), 3) for n in (0, 2, 10)]
+    [0.15, 0.1, 0.043]
+    """
+    typical = DROPOUT_A / (DROPOUT_A + DROPOUT_B + TYPICAL_RETURNS)
+    return min(base_rate * dropout / typical, MAX_CHURN_PRIOR)
 
 
 def overdue_ratio(silence_days: float, c: Cadence) -> float:

@@ -34,8 +34,9 @@ class EngineConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     ``lapse``: no purchase within the horizon; every customer silent past their own rhythm
     scores high (a win-back list, not an early warning)."""
     prior_churn_rate: Annotated[float, msgspec.Meta(gt=0, lt=1)] = 0.1
-    """``churn`` target: share of customers expected to leave within a horizon, the rules'
-    starting point before labels teach the calibration the real rate."""
+    """``churn`` target: share of typical customers (who came back twice) expected to leave
+    within a horizon; the rules start from it, higher for customers who came back less
+    often, lower for loyal ones, until labels teach the calibration the real rate."""
     churn_confirm_gaps: Positive = 4.0
     """``churn`` target: a customer silent for this many usual gaps (at least a horizon, at
     most ``expire_after_days``) counts as gone for the model's labels, the churn date

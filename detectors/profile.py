@@ -6,7 +6,7 @@ import math
 import struct
 from typing import NamedTuple
 
-from detectors.cadence import Cadence, cadence, p_no_purchase, survival
+from detectors.cadence import Cadence, cadence, churn_prior, p_no_purchase, survival
 from detectors.config import DAY_MS, HOUR_MS, EngineConfig
 from detectors.estimators import decay, mean
 from detectors.ingest import net_value
@@ -36,7 +36,8 @@ class Profile(NamedTuple):
     """The same probability right after a purchase: the customer's baseline."""
     p_prior: float
     """The rules' starting probability of the risk target: ``p_cadence`` for ``lapse``;
-    for ``churn`` the configured share of customers who leave within a horizon."""
+    for ``churn`` the configured share of customers who leave within a horizon, scaled
+    by the customer's drop-out chance (:func:`~detectors.cadence.churn_prior`)."""
     value: float
     high_value: bool
     tenure_days: float
@@ -110,7 +111,7 @@ def profile(s: CustomerState, now: int, cfg: EngineConfig, pop: Population) -> P
         survival=survival(silence, c),
         p_cadence=p,
         p_cadence_fresh=p0,
-        p_prior=cfg.prior_churn_rate if cfg.risk_target == "churn" else p,
+        p_prior=churn_prior(c.dropout, cfg.prior_churn_rate) if cfg.risk_target == "churn" else p,
         value=value,
         high_value=value > 0 and value >= pop.high_value,
         tenure_days=max(now - s.first_ts, 0) / DAY_MS,

@@ -38,6 +38,16 @@ def test_the_policy_follows_the_setting() -> None:
     assert isinstance(Shard(EngineConfig()).labels, LapseLabels)
 
 
+def test_before_any_label_customers_who_came_back_less_often_score_higher() -> None:
+    shard = Shard(EngineConfig.from_mapping({**CHURN, "model_min_labels": 10**6}))
+    orders(shard, "once", [0, 30])
+    orders(shard, "loyal", list(range(0, 31, 3)))
+    now = T0 + 31 * DAY
+    once, loyal = shard.assess("once", now), shard.assess("loyal", now)
+    assert once.profile.p_prior > EngineConfig().prior_churn_rate > loyal.profile.p_prior
+    assert once.score > loyal.score
+
+
 def test_snapshots_come_at_grid_points_not_at_purchases() -> None:
     shard = Shard(EngineConfig.from_mapping(CHURN))
     orders(shard, "a", [0, 3, 6, 9, 12])
