@@ -26,7 +26,7 @@ class EngineConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
 
     horizon_days: Positive = 90.0
     """Churn horizon of ``risk_score`` (see ``risk_target``)."""
-    risk_target: Literal["churn", "lapse"] = "lapse"
+    risk_target: Literal["churn", "lapse"] = "churn"
     """What ``risk_score`` is the probability of, and what the model learns
     (:mod:`detectors.labels`). ``churn``: the customer's relationship ends (the last order
     is placed) within the horizon; calibrated on the customers who have not left yet, it
@@ -43,9 +43,10 @@ class EngineConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     being the day after the last order. One who comes back later is not relabelled."""
 
     # risk levels: thresholds on the calibrated score, entered at >=, left below (t - hysteresis)
-    medium: Share = 0.5
-    high: Share = 0.7
-    critical: Share = 0.85
+    medium: Share | None = None
+    high: Share | None = None
+    critical: Share | None = None
+    """Unset: the risk target's defaults (:data:`LEVEL_DEFAULTS`)."""
     hysteresis: Share = 0.05
     evidence_medium: float = 0.3
     evidence_high: float = 0.8
@@ -118,9 +119,10 @@ class EngineConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     """Key of the hash that assigns customers to the control group; a new salt reshuffles."""
 
     def __post_init__(self) -> None:
-        if not self.medium < self.high < self.critical:
+        medium, high, critical = self.thresholds
+        if not medium < high < critical:
             raise ConfigError("levels must satisfy medium < high < critical")
-        if self.hysteresis >= self.medium:
+        if self.hysteresis >= medium:
             raise ConfigError("hysteresis must be below the medium threshold")
         if not self.sweep_overdue_ratios or list(self.sweep_overdue_ratios) != sorted(
             self.sweep_overdue_ratios
@@ -163,6 +165,17 @@ class EngineConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
         days = self.snapshot_interval_days or self.horizon_days / 3
         return int(days * DAY_MS)
 
+    @property
+    def thresholds(self) -> tuple[float, float, float]:
+        """Scores at which medium, high and critical begin: the settings, else the target's.
+
+        >>> EngineConfig(risk_target="lapse").thresholds, EngineConfig(high=0.35).thresholds
+        ((0.5, 0.7, 0.85), (0.2, 0.35, 0.45))
+        """
+        default = LEVEL_DEFAULTS[self.risk_target]
+        given = (self.medium, self.high, self.critical)
+        return tuple(d if g is None else g for g, d in zip(given, default, strict=True))  # type: ignore[return-value]
+
     def evidence_level(self, evidence: float) -> int:
         """The highest level the reasons' total push supports.
 
@@ -175,16 +188,22 @@ class EngineConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     def level_of(self, score: float, current: int) -> int:
         """Risk level 0..3 for ``score``, with hysteresis around the current level.
 
-        >>> c = EngineConfig()
+        >>> c = EngineConfig(risk_target="lapse")
         >>> c.level_of(0.72, 0), c.level_of(0.66, 2), c.level_of(0.64, 2)
         (2, 2, 1)
         """
-        thresholds = (self.medium, self.high, self.critical)
         level = 0
-        for i, t in enumerate(thresholds, start=1):
+        for i, t in enumerate(self.thresholds, start=1):
             if score >= (t - self.hysteresis if i <= current else t):
                 level = i
         return level
 
 
 LEVELS = ("low", "medium", "high", "critical")
+LEVEL_DEFAULTS: dict[str, tuple[float, float, float]] = {
+    "churn": (0.2, 0.3, 0.45),
+    "lapse": (0.5, 0.7, 0.85),
+}
+"""Default medium, high and critical thresholds per risk target. A ``churn`` probability
+has a base rate near 0.1, so a score of 0.3 already means a customer several times as
+likely to leave as most; ``lapse`` counts every customer past their rhythm, so it needs more."""

@@ -29,9 +29,9 @@ from detectors.schedule import DueIndex
 from detectors.state import CustomerState, Snapshot
 
 SWEEP = "sweep"
-CHECKPOINT_SHARE = 0.4
-"""A cadence checkpoint is skipped while the silence alone would give under this share of
-the medium threshold: re-checking a weekly buyer after ten days tells nothing."""
+CHECKPOINT_MIN_LAPSE = 0.2
+"""A cadence checkpoint is skipped while the silence alone gives a lapse probability under
+this: re-checking a weekly buyer after ten days tells nothing."""
 
 
 class Assessment(NamedTuple):
@@ -343,7 +343,7 @@ def next_due(s: CustomerState, now: int, cfg: EngineConfig, c: Cadence, labels: 
     if active:
         gap = c.usual_gap_days * DAY_MS
         soonest = now + int(cfg.min_sweep_interval_days * DAY_MS)
-        worth = cfg.medium * CHECKPOINT_SHARE
+        worth = CHECKPOINT_MIN_LAPSE
         ratios = cfg.sweep_overdue_ratios
         # each rung of the ladder once per silence: a rung is spent when the sweep scheduled
         # for it comes (however the usual gap drifted since) or when the silence passes it

@@ -17,7 +17,8 @@ pytestmark = pytest.mark.integration
 
 DAY = 86_400_000
 T0 = 1_704_067_200_000  # 2024-01-01
-SHORT = {"horizon_days": 10, "expire_after_days": 20}
+SHORT = {"horizon_days": 10, "expire_after_days": 20, "risk_target": "lapse"}
+"""Silence opens an alert (``lapse``), so the expiry closes it with an ``expired`` alert."""
 
 
 def order(cid: str, ts: int, i: int, amount: float = 40.0) -> bytes:

@@ -37,6 +37,9 @@ with warnings.catch_warnings():  # kafka-python's import-time DeprecationWarning
 
 pytestmark = pytest.mark.unit
 
+LAPSE = EngineConfig(risk_target="lapse")
+"""Silence alone raises the score only for the ``lapse`` target."""
+
 
 def logit(p: float) -> float:
     return math.log(p / (1.0 - p))
@@ -135,7 +138,7 @@ def test_level_is_monotone_in_score_with_hysteresis(
 ) -> None:
     lo, hi = sorted((s1, s2))
     assert cfg.level_of(lo, current) <= cfg.level_of(hi, current)
-    thresholds = (0.0, cfg.medium, cfg.high, cfg.critical)
+    thresholds = (0.0, *cfg.thresholds)
     for score in (lo, hi):
         level = cfg.level_of(score, current)
         assert 0 <= level <= 3
@@ -347,14 +350,14 @@ def test_one_clock_jump_gives_the_same_alerts_as_daily_ticks() -> None:
     events = _monthly("m")
     end = int(events[-1].ts) + 300 * DAY
 
-    ticked = Shard()
+    ticked = Shard(LAPSE)
     daily = feed(ticked, events)
     t = int(events[-1].ts)
     while t < end:
         t += DAY
         daily += ticked.advance(min(t, end))
 
-    jumped = Shard()
+    jumped = Shard(LAPSE)
     once = feed(jumped, events) + jumped.advance(end)
 
     def summary(alerts: list) -> list[tuple]:
@@ -368,8 +371,9 @@ def test_a_cadence_checkpoint_that_reaches_a_level_opens_the_alert_there() -> No
     """One order, then silence. Sweeps come at multiples of the usual gap
     (``sweep_overdue_ratios``). At the first such checkpoint whose score already reaches a
     level, the alert must open right there, explained by the overdue reason: that is what
-    the checkpoint is for (not one ratio later)."""
-    cfg = EngineConfig()
+    the checkpoint is for (not one ratio later). Silence alone raises the score only
+    for the ``lapse`` target."""
+    cfg = LAPSE
     shard = Shard(cfg)
     feed(shard, [ev("order", "once", T0, "e1", order_id="o1", amount=45)])
     for _ in range(100):
@@ -380,13 +384,13 @@ def test_a_cadence_checkpoint_that_reaches_a_level_opens_the_alert_there() -> No
         overdue = at_due.profile.overdue
         checkpoint = any(abs(overdue - r) < 1e-6 for r in cfg.sweep_overdue_ratios)
         alerts = shard.advance(due)
-        if checkpoint and at_due.score >= cfg.medium:
+        if checkpoint and at_due.score >= cfg.thresholds[0]:
             break
         assert alerts == [], f"an alert before any checkpoint reached a level ({overdue:.3f}x)"
     else:
         pytest.fail("no checkpoint ever reached a level")
     assert [a.kind for a in alerts] == ["opened"], (
-        f"checkpoint {overdue!r}x scored {at_due.score:.3f} (medium is {cfg.medium}) "
+        f"checkpoint {overdue!r}x scored {at_due.score:.3f} (medium is {cfg.thresholds[0]}) "
         f"but opened nothing; reasons there: {[r.code for r in at_due.reasons]}"
     )
     assert "no_second_order" in [r.code for r in alerts[0].reasons]

@@ -9,7 +9,8 @@ from detectors import ConfigError, EngineConfig, Shard
 
 pytestmark = pytest.mark.unit
 
-SHORT = {"horizon_days": 10, "expire_after_days": 30}
+SHORT = {"horizon_days": 10, "expire_after_days": 30, "risk_target": "lapse"}
+"""Silence opens the alerts here: the ``lapse`` target."""
 
 
 def regular_customer(shard: Shard, key: str = "a", orders: int = 6) -> int:
@@ -55,3 +56,10 @@ def test_no_expiry_when_disabled() -> None:
 def test_expiry_must_outlast_the_labels() -> None:
     with pytest.raises(ConfigError):
         EngineConfig.from_mapping({"horizon_days": 90, "expire_after_days": 100})
+
+
+def test_the_churn_target_drops_a_silent_customer_too() -> None:
+    shard = Shard(EngineConfig.from_mapping({**SHORT, "risk_target": "churn"}))
+    last = regular_customer(shard)
+    shard.advance(last + 31 * DAY)
+    assert "a" not in shard.store and shard.counts["expired"] == 1 and shard.tracked == 0

@@ -36,6 +36,9 @@ from streams.metrics import Metrics
 
 pytestmark = pytest.mark.unit
 
+LAPSE = EngineConfig(risk_target="lapse")
+"""The ledger's cases here open on silence, which only the ``lapse`` target alarms on."""
+
 EVERY_LEVEL = ("medium", "high", "critical")
 
 
@@ -138,7 +141,7 @@ def test_the_group_holds_for_the_whole_case(share: dict[str, float], arm: str) -
 
 
 def test_no_control_share_means_everyone_is_treated() -> None:
-    shard = Shard()
+    shard = Shard(LAPSE)
     alerts = silent(shard)
     assert alerts and {a.treatment for a in alerts} == {"treated"}
     assert shard.ledger.counts.opened[("treated", "medium")] == 1
@@ -158,7 +161,7 @@ def test_control_share_is_validated() -> None:
 
 
 def test_a_purchase_inside_the_window_recovers_the_case() -> None:
-    shard = Shard()
+    shard = Shard(LAPSE)
     t0 = ms(opened(silent(shard, until_day=290)).as_of)
     end = t0 + shard.cfg.recovery_window_ms
     feed(shard, [ev("order", "m", end - HOUR, "back", order_id="back", amount=50.0)])
@@ -168,7 +171,7 @@ def test_a_purchase_inside_the_window_recovers_the_case() -> None:
 @pytest.mark.parametrize("sweep_first", [True, False])
 def test_a_purchase_after_the_window_comes_too_late(sweep_first: bool) -> None:
     """Decided at the window's end, whether a sweep gets there first or the late order."""
-    shard = Shard()
+    shard = Shard(LAPSE)
     t0 = ms(opened(silent(shard, until_day=290)).as_of)
     end = t0 + shard.cfg.recovery_window_ms
     late = ev("order", "m", end + HOUR, "late", order_id="late", amount=50.0)
@@ -181,7 +184,7 @@ def test_a_purchase_after_the_window_comes_too_late(sweep_first: bool) -> None:
 
 
 def test_the_window_end_is_decided_by_the_sweep_at_its_end_not_before() -> None:
-    shard = Shard()
+    shard = Shard(LAPSE)
     t0 = ms(opened(silent(shard, until_day=290)).as_of)
     end = t0 + shard.cfg.recovery_window_ms
     shard.advance(end)
@@ -197,7 +200,7 @@ def test_the_window_end_is_decided_by_the_sweep_at_its_end_not_before() -> None:
 def test_still_at_risk_when_the_window_ends_within_a_horizon_of_the_last_purchase() -> None:
     """Alerted for an unanswered complaint days after an order; no purchase in the window,
     but the last one is less than a horizon old at its end."""
-    shard = Shard()
+    shard = Shard(LAPSE)
     events = monthly("s", 8)
     last = int(events[-1].ts)
     complaint = {"category": "technical", "severity": "medium"}
@@ -235,7 +238,7 @@ def test_still_at_risk_when_the_window_ends_within_a_horizon_of_the_last_purchas
 
 @pytest.mark.parametrize(("said", "outcome"), [("churned", "churned"), ("retained", "recovered")])
 def test_an_explicit_outcome_inside_the_window_decides(said: str, outcome: str) -> None:
-    shard = Shard()
+    shard = Shard(LAPSE)
     t0 = ms(opened(silent(shard, until_day=290)).as_of)
     feed(shard, [ev("outcome", "m", t0 + 5 * DAY, "o1", outcome=said)])
     assert cases(shard) == {("treated", "medium", "engagement", outcome): 1}
@@ -282,7 +285,7 @@ def test_action_reports_decode_with_a_derived_event_id() -> None:
 
 
 def test_actions_link_to_the_case_by_alert_id() -> None:
-    shard = Shard()
+    shard = Shard(LAPSE)
     alerts = silent(shard)
     first, later = alerts[0], alerts[1]
     t = ms(later.as_of) + DAY
@@ -328,7 +331,7 @@ def test_action_codes_are_a_bounded_set() -> None:
 
 
 def test_recommended_actions_by_outcome_are_counted() -> None:
-    shard = Shard()
+    shard = Shard(LAPSE)
     silent(shard)
     by_action = shard.ledger.counts.by_action
     assert by_action[("we_miss_you_message", "treated", "churned")] == 1
@@ -339,7 +342,7 @@ def test_recommended_actions_by_outcome_are_counted() -> None:
 
 
 def test_alerts_carry_the_treatment_and_old_alerts_decode_as_treated() -> None:
-    shard = Shard()
+    shard = Shard(LAPSE)
     alert = silent(shard)[0]
     obj = json.loads(encode_alert(alert))
     assert obj["treatment"] == "treated" and obj["schema_version"] == 1
@@ -350,7 +353,7 @@ def test_alerts_carry_the_treatment_and_old_alerts_decode_as_treated() -> None:
 
 
 def test_a_state_stored_before_the_ledger_still_loads() -> None:
-    shard = Shard()
+    shard = Shard(LAPSE)
     silent(shard)
     state = shard.store["m"]
     assert state.case is not None
@@ -374,7 +377,7 @@ def test_a_state_stored_before_the_ledger_still_loads() -> None:
 
 
 def test_a_copy_of_the_state_does_not_share_the_case() -> None:
-    shard = Shard()
+    shard = Shard(LAPSE)
     alerts = silent(shard)
     copy = msgspec.structs.replace(shard.store["m"])
     frozen = copy.to_bytes()

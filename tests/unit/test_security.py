@@ -255,6 +255,7 @@ def label_bounds() -> dict[str, set[str]]:
     from detectors import LEVELS, REASONS
     from detectors.alerts import KINDS
     from detectors.drift import SIGNALS
+    from detectors.playbook import DEFAULT_PLAYS
     from detectors.reasons import CATEGORIES
 
     outcomes = {"processed", "duplicate", "rejected", "error", "redelivered", "dead_lettered"}
@@ -270,6 +271,7 @@ def label_bounds() -> dict[str, set[str]]:
         "metric": {"auc", "log_loss", "brier", "weight"},
         "label": {"0", "1"},
         "signal": set(SIGNALS),
+        "action": {play.action for play in DEFAULT_PLAYS},
     }
 
 

@@ -15,12 +15,12 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_precedence_file_env_flags(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     cfg = tmp_path / "c.toml"
-    cfg.write_text("partitions = 2\n[engine]\nhorizon_days = 30\nmedium = 0.4\n")
+    cfg.write_text("partitions = 2\n[engine]\nhorizon_days = 30\nmedium = 0.25\n")
     assert load_settings(cfg).partitions == 2
     monkeypatch.setenv("CHURNWATCH_ENGINE__HORIZON_DAYS", "45")
     monkeypatch.setenv("CHURNWATCH_PARTITIONS", "3")
     s = load_settings(cfg)
-    assert (s.partitions, s.engine_config().horizon_days, s.engine_config().medium) == (3, 45, 0.4)
+    assert (s.partitions, s.engine_config().horizon_days, s.engine_config().medium) == (3, 45, 0.25)
     s = load_settings(cfg, partitions=5, engine={"horizon_days": 60})
     assert (s.partitions, s.engine_config().horizon_days) == (5, 60)
 
