@@ -121,7 +121,10 @@ class EngineConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     def __post_init__(self) -> None:
         medium, high, critical = self.thresholds
         if not medium < high < critical:
-            raise ConfigError("levels must satisfy medium < high < critical")
+            raise ConfigError(
+                f"levels must satisfy medium < high < critical, got {medium}, {high}, "
+                f"{critical} (unset ones are the {self.risk_target} target's defaults)"
+            )
         if self.hysteresis >= medium:
             raise ConfigError("hysteresis must be below the medium threshold")
         if not self.sweep_overdue_ratios or list(self.sweep_overdue_ratios) != sorted(

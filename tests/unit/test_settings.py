@@ -51,6 +51,26 @@ def test_bad_settings_are_plain_errors(tmp_path: Path, text: str, needle: str) -
         load_settings(cfg)
 
 
+@pytest.mark.parametrize(
+    ("engine", "levels"),
+    [
+        ({}, (0.2, 0.3, 0.45)),
+        ({"risk_target": "lapse"}, (0.5, 0.7, 0.85)),
+        ({"high": 0.4}, (0.2, 0.4, 0.45)),
+        ({"risk_target": "lapse", "critical": 0.9}, (0.5, 0.7, 0.9)),
+    ],
+)
+def test_levels_default_by_target_and_settings_override_them_one_by_one(
+    engine: dict[str, object], levels: tuple[float, float, float]
+) -> None:
+    assert EngineConfig.from_mapping(engine).thresholds == levels
+
+
+def test_a_level_out_of_order_with_the_targets_defaults_names_them() -> None:
+    with pytest.raises(ConfigError, match=r"got 0.4, 0.3, 0.45 \(unset ones are the churn"):
+        EngineConfig.from_mapping({"medium": 0.4})
+
+
 def test_missing_file_is_a_plain_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read"):
         load_settings(tmp_path / "absent.toml")
