@@ -44,7 +44,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -53,6 +52,7 @@ from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from cw_metrics import metric, scrape
 
 from detectors import DecodeError, EngineConfig, decode_event, partition_for
 from detectors.model import ShardModel
@@ -929,23 +929,6 @@ def wait_for(check: Callable[[], bool], timeout: float, every: float = 0.25) -> 
             return True
         time.sleep(every)
     return False
-
-
-def scrape(port: int) -> str:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=3) as resp:  # noqa: S310
-        return resp.read().decode()
-
-
-def metric(text: str, name: str, **labels: str) -> float:
-    """Sum of the samples of ``name`` whose labels include ``labels``."""
-    from prometheus_client.parser import text_string_to_metric_families
-
-    total = 0.0
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
-                total += sample.value
-    return total
 
 
 def partition_ledgers(text: str) -> Iterable[tuple[int, str, float]]:

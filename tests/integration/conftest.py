@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,6 +16,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from cw_metrics import metric, scrape
 
 from streams.broker import EmbeddedBroker, free_port
 from streams.feed import produce, read_topic
@@ -157,23 +157,6 @@ def stack(broker: EmbeddedBroker, tmp_path: Path) -> Iterator[Stack]:
     s = Stack(broker, tmp_path)
     yield s
     s.stop()
-
-
-def scrape(port: int) -> str:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:  # noqa: S310
-        return resp.read().decode()
-
-
-def metric(text: str, name: str, **labels: str) -> float:
-    """Sum of the samples of ``name`` whose labels include ``labels``."""
-    from prometheus_client.parser import text_string_to_metric_families
-
-    total = 0.0
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
-                total += sample.value
-    return total
 
 
 def wait_for(check: Callable[[], bool], timeout: float, every: float = 0.5) -> bool:
