@@ -28,7 +28,7 @@ def simulated_file(workdir: Path, target_events: int, seed: int) -> tuple[Path, 
 
 
 def engine_costs(
-    path: Path, partitions: int, store: type = BytesStore, risk_target: str = "lapse"
+    path: Path, partitions: int, store: type = BytesStore, risk_target: str = "churn"
 ) -> None:
     lines = path.read_bytes().splitlines()
     t0 = time.perf_counter()
@@ -82,7 +82,7 @@ def engine_costs(
     )
 
 
-def replay_throughput(path: Path, n: int, partitions: int, risk_target: str = "lapse") -> None:
+def replay_throughput(path: Path, n: int, partitions: int, risk_target: str = "churn") -> None:
     out = path.with_suffix(".alerts.jsonl")
     t0 = time.perf_counter()
     subprocess.run(
@@ -173,7 +173,7 @@ def main() -> None:
     ap.add_argument("--customers", type=int, default=1_000_000, help="for the memory run")
     ap.add_argument("--partitions", type=int, default=1)
     ap.add_argument("--seed", type=int, default=3)
-    ap.add_argument("--risk-target", choices=("lapse", "churn"), default="lapse")
+    ap.add_argument("--risk-target", choices=("churn", "lapse"), default="churn")
     args = ap.parse_args()
     print(f"risk target {args.risk_target}")
     with tempfile.TemporaryDirectory() as tmp:
