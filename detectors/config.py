@@ -175,9 +175,12 @@ class EngineConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
         >>> EngineConfig(risk_target="lapse").thresholds, EngineConfig(high=0.35).thresholds
         ((0.5, 0.7, 0.85), (0.2, 0.35, 0.45))
         """
-        default = LEVEL_DEFAULTS[self.risk_target]
-        given = (self.medium, self.high, self.critical)
-        return tuple(d if g is None else g for g, d in zip(given, default, strict=True))  # type: ignore[return-value]
+        medium, high, critical = LEVEL_DEFAULTS[self.risk_target]
+        return (
+            medium if self.medium is None else self.medium,
+            high if self.high is None else self.high,
+            critical if self.critical is None else self.critical,
+        )
 
     def evidence_level(self, evidence: float) -> int:
         """The highest level the reasons' total push supports.
