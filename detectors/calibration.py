@@ -56,10 +56,11 @@ class Stacker:
     def predict(self, rule: float, model: float) -> float:
         return sigmoid(self.logit(rule, model))
 
-    def learn(self, rule: float, model: float, y: int) -> None:
+    def learn(self, rule: float, model: float, y: int, weight: float = 1.0) -> None:
+        """One AdaGrad step on the log loss of ``y``; ``weight`` -1 takes a step back."""
         r = min(max(rule, -CLIP), CLIP)
         m = min(max(model, -CLIP), CLIP)
-        err = sigmoid(self.w_rule * r + self.w_model * m + self.bias) - y
+        err = weight * (sigmoid(self.w_rule * r + self.w_model * m + self.bias) - y)
         grads = (err * r, err * m, err)
         g2 = self._g2
         for i, g in enumerate(grads):
@@ -68,4 +69,5 @@ class Stacker:
         self.w_rule = max(self.w_rule - self.rate * grads[0] / math.sqrt(g2[0]), MIN_RULE_WEIGHT)
         self.w_model -= self.rate * grads[1] / math.sqrt(g2[1])
         self.bias -= self.rate * grads[2] / math.sqrt(g2[2])
-        self.n += 1
+        if weight > 0:
+            self.n += 1

@@ -40,7 +40,8 @@ class EngineConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     churn_confirm_gaps: Positive = 4.0
     """``churn`` target: a customer silent for this many usual gaps (at least a horizon, at
     most ``expire_after_days``) counts as gone for the model's labels, the churn date
-    being the day after the last order. One who comes back later is not relabelled."""
+    being the day after the last order. One who comes back later has those labels learned
+    over as 0."""
 
     # risk levels: thresholds on the calibrated score, entered at >=, left below (t - hysteresis)
     medium: Share | None = None

@@ -87,7 +87,7 @@ class Shard:
         self.store: MutableMapping[str, CustomerState] = store if store is not None else {}
         self.model = model or ShardModel(self.cfg)
         self.updater = StateUpdater(self.cfg)
-        self.labels = labels_for(self.cfg, self._learn, self._cadence)
+        self.labels = labels_for(self.cfg, self._learn, self._cadence, self._relabel)
         self.due = DueIndex()
         self.ledger = Ledger(self.cfg)
         """Alert cases, control groups, actions and outcomes (:mod:`detectors.ledger`)."""
@@ -319,6 +319,10 @@ class Shard:
         self.model.learn(unpack(snap.features), snap.rule_logit, y)
         self.model.drift.label(y, snap.ts)
         self.counts[f"labels_{y}"] += 1
+
+    def _relabel(self, snap: Snapshot) -> None:
+        self.model.relabel(unpack(snap.features), snap.rule_logit)
+        self.counts["labels_relabelled"] += 1
 
 
 def next_due(s: CustomerState, now: int, cfg: EngineConfig, c: Cadence, labels: Labels) -> int:

@@ -10,6 +10,8 @@ events and sweeps come; both hand decided snapshots to ``learn(snapshot, y)``.
   ``t + horizon``, 1 when the churn date falls in ``(t, t + horizon]``, and nothing when
   it is at or before ``t``: that customer had already left, and "leaves within the
   horizon" is asked only of customers who have not (as ``churnwatch evaluate`` asks it).
+  Silence can be wrong (a sporadic buyer comes back after many usual gaps): the ones it
+  taught are kept with the state and learned over as 0 when the customer buys again.
   Snapshots are taken at the points of a per-customer time grid, so the model learns
   from customers as they are at any moment, as they are scored.
 * ``lapse``, :class:`LapseLabels`: *no purchase within the horizon after t?* 0 on a
@@ -29,6 +31,7 @@ from detectors.config import DAY_MS, EngineConfig
 from detectors.state import CustomerState, Snapshot
 
 Learn = Callable[[Snapshot, int], None]
+Relabel = Callable[[Snapshot], None]
 CadenceOf = Callable[[CustomerState], Cadence]
 
 SNAPSHOT_WINDOW_MS = DAY_MS
@@ -65,10 +68,13 @@ class ChurnLabels:
         snapshots are taken)."""
         return silence_ms < confirm_ms(self.cfg, c)
 
-    def __init__(self, cfg: EngineConfig, learn: Learn, cadence_of: CadenceOf) -> None:
+    def __init__(
+        self, cfg: EngineConfig, learn: Learn, cadence_of: CadenceOf, relabel: Relabel
+    ) -> None:
         self.cfg = cfg
         self.learn = learn
         self.cadence_of = cadence_of
+        self.relabel = relabel
 
     def snapshot_due(self, s: CustomerState, now: int) -> bool:
         """Only at a grid point (a sweep comes due there), never in the first cell, and
@@ -93,10 +99,15 @@ class ChurnLabels:
         if not s.snapshots or now - last < self.cfg.horizon_ms:
             return
         if now - last >= confirm_ms(self.cfg, self.cadence_of(s)):
-            self.gone(s, last + DAY_MS)
+            self.gone(s, last + DAY_MS, provisional=True)
 
     def on_purchase(self, s: CustomerState, ts: int) -> None:
-        """A purchase (or a retained outcome): snapshots more than a horizon old learn 0."""
+        """A purchase (or a retained outcome): snapshots more than a horizon old learn 0;
+        those learned as 1 when silence counted the customer gone are learned over as 0
+        (the churn date they were given was wrong, and the real one is later)."""
+        for snap in s.provisional:
+            self.relabel(snap)
+        s.provisional = ()
         horizon = self.cfg.horizon_ms
         if s.snapshots and s.snapshots[0].ts + horizon < ts:
             keep = []
@@ -113,13 +124,20 @@ class ChurnLabels:
         else:
             self.on_purchase(s, ts)
 
-    def gone(self, s: CustomerState, churn_ts: int) -> None:
-        """The relationship ended at ``churn_ts``: every pending snapshot is decided."""
+    def gone(self, s: CustomerState, churn_ts: int, provisional: bool = False) -> None:
+        """The relationship ended at ``churn_ts``: every pending snapshot is decided.
+        ``provisional``: only silence says so; the ones are kept until the customer
+        comes back (and they are learned over) or is gone for good."""
         horizon = self.cfg.horizon_ms
+        ones = []
         for snap in s.snapshots:
             if churn_ts > snap.ts:
-                self.learn(snap, 1 if churn_ts <= snap.ts + horizon else 0)
+                y = 1 if churn_ts <= snap.ts + horizon else 0
+                self.learn(snap, y)
+                if y:
+                    ones.append(snap)
         s.snapshots = ()
+        s.provisional = tuple(ones) if provisional else ()
 
     def on_expire(self, s: CustomerState) -> None:
         self.gone(s, (s.last_order_ts or s.first_ts) + DAY_MS)
@@ -194,8 +212,8 @@ class LapseLabels:
 Labels = ChurnLabels | LapseLabels
 
 
-def labels_for(cfg: EngineConfig, learn: Learn, cadence_of: CadenceOf) -> Labels:
+def labels_for(cfg: EngineConfig, learn: Learn, cadence_of: CadenceOf, relabel: Relabel) -> Labels:
     """The label policy of ``cfg.risk_target``."""
     if cfg.risk_target == "churn":
-        return ChurnLabels(cfg, learn, cadence_of)
+        return ChurnLabels(cfg, learn, cadence_of, relabel)
     return LapseLabels(cfg, learn)

@@ -213,6 +213,24 @@ class ShardModel:
         self.labels += 1
         self.positives += y
 
+    def relabel(self, x: list[float], rule_logit: float) -> None:
+        """A snapshot learned as 1 turned out 0 (the customer counted gone came back):
+        take the 1 back (a step with weight -1) and learn the 0. The quality metrics keep
+        what they scored; the scaler has seen the features already."""
+        if not self.cfg.learn:
+            return
+        m = self.model_logit(x)
+        self.stacker.learn(rule_logit, m, 1, weight=-1.0)
+        self.stacker.learn(rule_logit, m, 0)
+        scaler, lr = self.classifier["StandardScaler"], self.classifier["LogisticRegression"]
+        row = dict(zip(FEATURES, x, strict=True))
+        scaled = {
+            k: min(max(v, -SCALED_CLIP), SCALED_CLIP) for k, v in scaler.transform_one(row).items()
+        }
+        lr.learn_one(scaled, True, w=-1.0)
+        lr.learn_one(scaled, False)
+        self.positives -= 1
+
     @property
     def version(self) -> str:
         """Names the model that scored: rules alone, or the blend and its label count."""

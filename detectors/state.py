@@ -165,6 +165,11 @@ class CustomerState(msgspec.Struct, array_like=True, kw_only=True):
     """Exponentially weighted log of each gap over the usual gap before it (> 0: gaps
     lengthening)."""
 
+    # ``churn`` target (added to version 1 at the end, so older states decode)
+    provisional: tuple[Snapshot, ...] = ()
+    """Snapshots learned as 1 when silence counted the customer gone; learned over as 0
+    if the customer comes back (see :mod:`detectors.labels`)."""
+
     def to_bytes(self) -> bytes:
         """Serialise compactly (MessagePack array)."""
         return _encoder.encode(self)

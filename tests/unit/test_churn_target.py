@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from collections import Counter
 from pathlib import Path
 
@@ -11,6 +12,8 @@ from cw_strategies import DAY, T0, ev
 from detectors import EngineConfig, Playbook, Shard
 from detectors.ingest import new_state
 from detectors.labels import ChurnLabels, LapseLabels, confirm_ms
+from detectors.model import ShardModel
+from detectors.profile import FEATURES
 from detectors.state import Snapshot
 from evaluation.evaluate import Truth, evaluate
 from evaluation.run import _day_ms, collect
@@ -107,11 +110,50 @@ def test_a_snapshot_after_the_departure_teaches_nothing() -> None:
     cfg = EngineConfig.from_mapping(CHURN)
     shard = Shard(cfg)
     got: list[int] = []
-    policy = ChurnLabels(cfg, lambda snap, y: got.append(y), shard._cadence)
+    policy = ChurnLabels(cfg, lambda snap, y: got.append(y), shard._cadence, print)
     state = new_state(T0)
     state.snapshots = (Snapshot(T0 + 10 * DAY, b"", 0.0), Snapshot(T0 + 40 * DAY, b"", 0.0))
     policy.gone(state, T0 + 20 * DAY)
     assert got == [1] and state.snapshots == ()
+
+
+def test_a_customer_counted_gone_who_comes_back_has_the_ones_learned_over() -> None:
+    cfg = EngineConfig.from_mapping(CHURN)
+    shard = Shard(cfg)
+    got: list[tuple[str, int]] = []
+    policy = ChurnLabels(
+        cfg,
+        lambda snap, y: got.append(("learn", y)),
+        shard._cadence,
+        lambda snap: got.append(("relabel", snap.ts)),
+    )
+    state = new_state(T0)
+    snaps = (Snapshot(T0 + 10 * DAY, b"", 0.0), Snapshot(T0 + 20 * DAY, b"", 0.0))
+    state.snapshots = snaps
+    policy.gone(state, T0 + 25 * DAY, provisional=True)
+    assert got == [("learn", 1), ("learn", 1)] and state.provisional == snaps
+    policy.on_purchase(state, T0 + 200 * DAY)
+    assert got[2:] == [("relabel", T0 + 10 * DAY), ("relabel", T0 + 20 * DAY)]
+    assert state.provisional == ()
+    state.snapshots = snaps  # gone for good: an explicit outcome keeps the ones
+    policy.gone(state, T0 + 25 * DAY, provisional=True)
+    policy.on_outcome(state, 1, T0 + 300 * DAY)
+    assert state.provisional == () and all(kind == "learn" for kind, _ in got[4:])
+
+
+def test_learning_over_a_label_moves_the_model_towards_the_new_one() -> None:
+    cfg = EngineConfig.from_mapping({**CHURN, "model_min_labels": 0})
+    one, over = ShardModel(cfg), ShardModel(cfg)
+    rng = random.Random(3)
+    rows = [[rng.gauss(0, 1) for _ in FEATURES] for _ in range(300)]
+    for x in rows:
+        for model in (one, over):
+            model.learn(x, -2.0, 1)
+    for x in rows:
+        over.relabel(x, -2.0)
+    x = rows[0]
+    assert over.score(x, -2.0) < one.score(x, -2.0)
+    assert over.positives == 0 and one.positives == len(rows)
 
 
 def test_churn_scores_are_calibrated_where_lapse_scores_are_not(tmp_path: Path) -> None:
