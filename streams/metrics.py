@@ -73,7 +73,10 @@ class Metrics:
         )
         self.dlq = Counter(p + "dlq", "Records dead-lettered by reason.", ["reason"], registry=r)
         self.labels = Counter(
-            p + "labels", "Delayed labels learned by the model.", ["label"], registry=r
+            p + "labels",
+            "Delayed labels learned by the model (relabelled: a 1 learned over as 0).",
+            ["label"],
+            registry=r,
         )
         self.swept = Counter(p + "swept_customers", "Customers re-evaluated by sweeps.", registry=r)
         self.sweep = Histogram(

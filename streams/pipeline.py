@@ -480,7 +480,7 @@ class Pipeline:
             now = self.wall_ms() if self.cfg.clock == "wall" else part.shard.clock
             behind = now - first_due if first_due else 0
             self.m.sweep_backlog.labels(str(p)).set(max(behind, 0) / 1000)
-            for label in ("0", "1"):
+            for label in ("0", "1", "relabelled"):
                 key = f"labels_{label}"
                 delta = counts[key] - part.reported.get(key, 0)
                 if delta > 0:

@@ -85,6 +85,17 @@ def test_a_customer_who_stops_teaches_ones_for_the_horizon_before_the_stop_only(
     assert not shard.store["a"].snapshots
 
 
+def test_a_customer_counted_gone_by_silence_who_buys_again_is_relabelled_in_the_shard() -> None:
+    shard = Shard(EngineConfig.from_mapping(CHURN))
+    orders(shard, "a", list(range(0, 100, 5)))
+    shard.advance(T0 + 400 * DAY)  # silent long enough: counted gone, ones learned
+    ones = shard.counts["labels_1"]
+    assert ones >= 1 and len(shard.store["a"].provisional) == ones
+    back = T0 + 401 * DAY
+    shard.process(ev("order", "a", back, "a-back", order_id="a-back", amount=40.0))
+    assert shard.counts["labels_relabelled"] == ones and not shard.store["a"].provisional
+
+
 def test_the_silence_that_confirms_a_departure_scales_with_the_rhythm() -> None:
     cfg = EngineConfig(risk_target="churn")
     shard = Shard(cfg)

@@ -269,7 +269,7 @@ def label_bounds() -> dict[str, set[str]]:
         "category": set(CATEGORIES) | {"none"},
         "reason": set(REASONS) | {"wrong_partition", "bad_tick", "engine_error"},
         "metric": {"auc", "log_loss", "brier", "weight"},
-        "label": {"0", "1"},
+        "label": {"0", "1", "relabelled"},
         "signal": set(SIGNALS),
         "action": {play.action for play in DEFAULT_PLAYS},
     }
