@@ -304,7 +304,7 @@ class Shard:
         cfg = self.cfg
         if s.outcome or len(s.snapshots) >= cfg.max_pending_snapshots:
             return
-        if not self.labels.snapshot_due(s, now):
+        if not self.labels.snapshot_due(s, now, a.profile.cadence):
             return
         if s.snapshots and snapshot_cell(s, s.snapshots[-1].ts, cfg) == snapshot_cell(s, now, cfg):
             return

@@ -76,15 +76,15 @@ class ChurnLabels:
         self.cadence_of = cadence_of
         self.relabel = relabel
 
-    def snapshot_due(self, s: CustomerState, now: int) -> bool:
+    def snapshot_due(self, s: CustomerState, now: int, c: Cadence) -> bool:
         """Only at a grid point (a sweep comes due there), never in the first cell, and
-        not of a customer already counted gone."""
+        not of a customer already counted gone (``c``: the customer's cadence now)."""
         cell = snapshot_cell(s, now, self.cfg)
         if cell < 1 or now - s.first_ts - cell * self.cfg.snapshot_interval_ms >= (
             SNAPSHOT_WINDOW_MS
         ):
             return False
-        return now - (s.last_order_ts or s.first_ts) < confirm_ms(self.cfg, self.cadence_of(s))
+        return now - (s.last_order_ts or s.first_ts) < confirm_ms(self.cfg, c)
 
     def before_event(self, s: CustomerState, now: int, last_order: int) -> None:
         """Decide the snapshots of a customer who had been silent for the confirmation
@@ -163,7 +163,7 @@ class LapseLabels:
         self.cfg = cfg
         self.learn = learn
 
-    def snapshot_due(self, s: CustomerState, now: int) -> bool:
+    def snapshot_due(self, s: CustomerState, now: int, c: Cadence) -> bool:
         return True
 
     def before_event(self, s: CustomerState, now: int, last_order: int) -> None:

@@ -203,13 +203,9 @@ class ShardModel:
             return
         self.stacker.learn(rule_logit, m, y)
         # the pipeline's own learn_one, minus its generic dispatch: scale, then fit
-        scaler, lr = self.classifier["StandardScaler"], self.classifier["LogisticRegression"]
         row = dict(zip(FEATURES, x, strict=True))
-        scaler.learn_one(row)
-        scaled = {
-            k: min(max(v, -SCALED_CLIP), SCALED_CLIP) for k, v in scaler.transform_one(row).items()
-        }
-        lr.learn_one(scaled, bool(y))
+        self.classifier["StandardScaler"].learn_one(row)
+        self.classifier["LogisticRegression"].learn_one(self._scaled(row), bool(y))
         self.labels += 1
         self.positives += y
 
@@ -222,14 +218,16 @@ class ShardModel:
         m = self.model_logit(x)
         self.stacker.learn(rule_logit, m, 1, weight=-1.0)
         self.stacker.learn(rule_logit, m, 0)
-        scaler, lr = self.classifier["StandardScaler"], self.classifier["LogisticRegression"]
-        row = dict(zip(FEATURES, x, strict=True))
-        scaled = {
-            k: min(max(v, -SCALED_CLIP), SCALED_CLIP) for k, v in scaler.transform_one(row).items()
-        }
+        scaled = self._scaled(dict(zip(FEATURES, x, strict=True)))
+        lr = self.classifier["LogisticRegression"]
         lr.learn_one(scaled, True, w=-1.0)
         lr.learn_one(scaled, False)
         self.positives -= 1
+
+    def _scaled(self, row: dict[str, float]) -> dict[str, float]:
+        """Standardised features, clipped to +-``SCALED_CLIP``."""
+        scaled = self.classifier["StandardScaler"].transform_one(row)
+        return {k: min(max(v, -SCALED_CLIP), SCALED_CLIP) for k, v in scaled.items()}
 
     @property
     def version(self) -> str:
