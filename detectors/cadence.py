@@ -123,6 +123,17 @@ def p_no_purchase(silence_days: float, horizon_days: float, c: Cadence) -> float
     return min(max(num / den, 1e-6), 1.0 - 1e-6)
 
 
+def p_gone(silence_days: float, c: Cadence) -> float:
+    """P(the customer has dropped out | silent for ``silence_days``): BG/NBD's P(dead).
+
+    >>> c = Cadence(math.log(30), 0.5, 0.1, 5)
+    >>> [round(p_gone(t, c), 2) for t in (0, 30, 120)]
+    [0.1, 0.18, 0.98]
+    """
+    p = c.dropout
+    return p / (p + (1.0 - p) * survival(silence_days, c))
+
+
 def churn_prior(dropout: float, base_rate: float) -> float:
     """P(the relationship ends within the horizon) before any label has been seen.
 

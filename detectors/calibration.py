@@ -56,7 +56,7 @@ class Stacker:
     def predict(self, rule: float, model: float) -> float:
         return sigmoid(self.logit(rule, model))
 
-    def learn(self, rule: float, model: float, y: int, weight: float = 1.0) -> None:
+    def learn(self, rule: float, model: float, y: float, weight: float = 1.0) -> None:
         """One AdaGrad step on the log loss of ``y``; ``weight`` -1 takes a step back."""
         r = min(max(rule, -CLIP), CLIP)
         m = min(max(model, -CLIP), CLIP)

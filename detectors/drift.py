@@ -65,7 +65,7 @@ class DriftMonitor:
         if value > 0:
             self._update("order_value", math.log1p(value), now)
 
-    def label(self, y: int, now: int) -> None:
+    def label(self, y: float, now: int) -> None:
         self._update("label_rate", float(y), now)
 
     def mean(self, name: str) -> float:

@@ -87,7 +87,9 @@ class Shard:
         self.store: MutableMapping[str, CustomerState] = store if store is not None else {}
         self.model = model or ShardModel(self.cfg)
         self.updater = StateUpdater(self.cfg)
-        self.labels = labels_for(self.cfg, self._learn, self._cadence, self._relabel)
+        self.labels = labels_for(
+            self.cfg, self._learn, self._cadence, self._relabel, lambda: self.model.comeback
+        )
         self.due = DueIndex()
         self.ledger = Ledger(self.cfg)
         """Alert cases, control groups, actions and outcomes (:mod:`detectors.ledger`)."""
@@ -315,14 +317,16 @@ class Shard:
     def _cadence(self, s: CustomerState) -> Cadence:
         return customer_cadence(s, self.cfg, self.model.population())
 
-    def _learn(self, snap: Snapshot, y: int) -> None:
+    def _learn(self, snap: Snapshot, y: float) -> None:
+        """Learn a snapshot; a soft label (silence's, :mod:`detectors.comeback`) counts as a 1."""
         self.model.learn(unpack(snap.features), snap.rule_logit, y)
         self.model.drift.label(y, snap.ts)
-        self.counts[f"labels_{y}"] += 1
+        self.counts["labels_1" if y > 0 else "labels_0"] += 1
 
-    def _relabel(self, snap: Snapshot) -> None:
-        self.model.relabel(unpack(snap.features), snap.rule_logit)
-        self.counts["labels_relabelled"] += 1
+    def _relabel(self, snap: Snapshot, delta: float) -> None:
+        if delta:
+            self.model.relabel(unpack(snap.features), snap.rule_logit, delta)
+            self.counts["labels_relabelled"] += 1
 
 
 def next_due(s: CustomerState, now: int, cfg: EngineConfig, c: Cadence, labels: Labels) -> int:

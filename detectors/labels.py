@@ -10,8 +10,11 @@ events and sweeps come; both hand decided snapshots to ``learn(snapshot, y)``.
   ``t + horizon``, 1 when the churn date falls in ``(t, t + horizon]``, and nothing when
   it is at or before ``t``: that customer had already left, and "leaves within the
   horizon" is asked only of customers who have not (as ``churnwatch evaluate`` asks it).
-  Silence can be wrong (a sporadic buyer comes back after many usual gaps): the ones it
-  taught are kept with the state and learned over as 0 when the customer buys again.
+  Silence can be wrong (a sporadic buyer comes back after many usual gaps), so its
+  ones are soft: learned with the weight of the share of such customers who stay gone
+  (:mod:`detectors.comeback`, learned from the stream), and 0 with the rest. They are
+  kept with the state; when the customer buys again they are learned over as 0, and an
+  explicit ``churned`` outcome or the expiry makes them whole ones.
   Snapshots are taken at the points of a per-customer time grid, so the model learns
   from customers as they are at any moment, as they are scored.
 * ``lapse``, :class:`LapseLabels`: *no purchase within the horizon after t?* 0 on a
@@ -26,13 +29,17 @@ from collections.abc import Callable
 
 import msgspec
 
-from detectors.cadence import Cadence
+from detectors.cadence import Cadence, p_gone
+from detectors.comeback import ComebackRate, group_of
 from detectors.config import DAY_MS, EngineConfig
 from detectors.state import CustomerState, Snapshot
 
-Learn = Callable[[Snapshot, int], None]
-Relabel = Callable[[Snapshot], None]
+Learn = Callable[[Snapshot, float], None]
+"""Learn a snapshot with a label in [0, 1] (a fraction: a soft label)."""
+Relabel = Callable[[Snapshot, float], None]
+"""Move a learned snapshot's label by the given amount (-0.8: from 0.8 to 0)."""
 CadenceOf = Callable[[CustomerState], Cadence]
+Comeback = Callable[[], ComebackRate]
 
 SNAPSHOT_WINDOW_MS = DAY_MS
 """A ``churn`` snapshot is taken within this time after its grid point, or not at all."""
@@ -69,12 +76,18 @@ class ChurnLabels:
         return silence_ms < confirm_ms(self.cfg, c)
 
     def __init__(
-        self, cfg: EngineConfig, learn: Learn, cadence_of: CadenceOf, relabel: Relabel
+        self,
+        cfg: EngineConfig,
+        learn: Learn,
+        cadence_of: CadenceOf,
+        relabel: Relabel,
+        comeback: Comeback,
     ) -> None:
         self.cfg = cfg
         self.learn = learn
         self.cadence_of = cadence_of
         self.relabel = relabel
+        self.comeback = comeback
 
     def snapshot_due(self, s: CustomerState, now: int, c: Cadence) -> bool:
         """Only at a grid point (a sweep comes due there), never in the first cell, and
@@ -98,16 +111,22 @@ class ChurnLabels:
         last = last_order or s.first_ts
         if not s.snapshots or now - last < self.cfg.horizon_ms:
             return
-        if now - last >= confirm_ms(self.cfg, self.cadence_of(s)):
-            self.gone(s, last + DAY_MS, provisional=True)
+        c = self.cadence_of(s)
+        confirm = confirm_ms(self.cfg, c)
+        if now - last >= confirm:
+            group = group_of(c.own_gaps)
+            share = self.comeback().gone_share(group, p_gone(confirm / DAY_MS, c))
+            self.gone(s, last + DAY_MS, share, group)
 
     def on_purchase(self, s: CustomerState, ts: int) -> None:
         """A purchase (or a retained outcome): snapshots more than a horizon old learn 0;
         those learned as 1 when silence counted the customer gone are learned over as 0
         (the churn date they were given was wrong, and the real one is later)."""
-        for snap in s.provisional:
-            self.relabel(snap)
-        s.provisional = ()
+        if s.provisional:
+            self.comeback().came_back(s.provisional_group)
+            for snap in s.provisional:
+                self.relabel(snap, -s.provisional_share)
+            s.provisional = ()
         horizon = self.cfg.horizon_ms
         if s.snapshots and s.snapshots[0].ts + horizon < ts:
             keep = []
@@ -124,20 +143,34 @@ class ChurnLabels:
         else:
             self.on_purchase(s, ts)
 
-    def gone(self, s: CustomerState, churn_ts: int, provisional: bool = False) -> None:
+    def gone(self, s: CustomerState, churn_ts: int, share: float = 1.0, group: int = -1) -> None:
         """The relationship ended at ``churn_ts``: every pending snapshot is decided.
-        ``provisional``: only silence says so; the ones are kept until the customer
-        comes back (and they are learned over) or is gone for good."""
+
+        With a ``group`` only silence says so: the ones are learned with the weight
+        ``share`` and kept until the customer comes back (and they are learned over) or
+        is gone for good (and they are made whole). Without, it is certain.
+        """
+        if s.provisional:  # ones kept from before take the newer weight
+            for snap in s.provisional:
+                self.relabel(snap, share - s.provisional_share)
+            s.provisional_share = share
+            if group < 0:
+                s.provisional = ()
         horizon = self.cfg.horizon_ms
         ones = []
         for snap in s.snapshots:
             if churn_ts > snap.ts:
-                y = 1 if churn_ts <= snap.ts + horizon else 0
-                self.learn(snap, y)
-                if y:
+                if churn_ts <= snap.ts + horizon:
+                    self.learn(snap, share)
                     ones.append(snap)
+                else:
+                    self.learn(snap, 0.0)
         s.snapshots = ()
-        s.provisional = tuple(ones) if provisional else ()
+        if group >= 0 and ones:
+            if not s.provisional:
+                self.comeback().confirmed(group)
+                s.provisional_group = group
+            s.provisional, s.provisional_share = (*s.provisional, *ones), share
 
     def on_expire(self, s: CustomerState) -> None:
         self.gone(s, (s.last_order_ts or s.first_ts) + DAY_MS)
@@ -212,8 +245,10 @@ class LapseLabels:
 Labels = ChurnLabels | LapseLabels
 
 
-def labels_for(cfg: EngineConfig, learn: Learn, cadence_of: CadenceOf, relabel: Relabel) -> Labels:
+def labels_for(
+    cfg: EngineConfig, learn: Learn, cadence_of: CadenceOf, relabel: Relabel, comeback: Comeback
+) -> Labels:
     """The label policy of ``cfg.risk_target``."""
     if cfg.risk_target == "churn":
-        return ChurnLabels(cfg, learn, cadence_of, relabel)
+        return ChurnLabels(cfg, learn, cadence_of, relabel, comeback)
     return LapseLabels(cfg, learn)

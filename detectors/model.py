@@ -22,6 +22,7 @@ from typing import Any
 from river import linear_model, metrics, optim, preprocessing, stats
 
 from detectors.calibration import Stacker, sigmoid
+from detectors.comeback import ComebackRate
 from detectors.config import EngineConfig
 from detectors.drift import DriftMonitor
 from detectors.estimators import RunningVar, mean, variance
@@ -54,15 +55,14 @@ class BinnedAUC:
 
     def __init__(self, bins: int = 1000) -> None:
         self.bins = bins
-        self.pos = [0] * bins
-        self.neg = [0] * bins
+        self.pos = [0.0] * bins
+        self.neg = [0.0] * bins
 
-    def update(self, y: int, p: float) -> None:
+    def update(self, y: float, p: float) -> None:
+        """One score ``p`` of class ``y``; a soft label counts to both classes in part."""
         b = min(int(p * self.bins), self.bins - 1)
-        if y:
-            self.pos[b] += 1
-        else:
-            self.neg[b] += 1
+        self.pos[b] += y
+        self.neg[b] += 1.0 - y
 
     def get(self) -> float:
         n_pos, n_neg = sum(self.pos), sum(self.neg)
@@ -84,9 +84,13 @@ class Quality:
         self.log_loss = metrics.LogLoss()
         self.brier = stats.Mean()
 
-    def update(self, y: int, p: float) -> None:
+    def update(self, y: float, p: float) -> None:
         self.auc.update(y, p)
-        self.log_loss.update(bool(y), {True: p, False: 1.0 - p})
+        probs = {True: p, False: 1.0 - p}
+        if y > 0.0:
+            self.log_loss.update(True, probs, w=y)
+        if y < 1.0:
+            self.log_loss.update(False, probs, w=1.0 - y)
         self.brier.update((p - y) ** 2)
 
     def as_dict(self) -> dict[str, float]:
@@ -108,7 +112,9 @@ class ShardModel:
         self.stacker = Stacker(config.calibration_rate)
         self.drift = DriftMonitor()
         self.labels = 0
-        self.positives = 0
+        self.positives = 0.0
+        self.comeback = ComebackRate()
+        """How often customers counted gone by silence came back (the weight of its labels)."""
         self.quality = Quality()
         self.rule_quality = Quality()
         self.first_gaps = (
@@ -191,10 +197,12 @@ class ShardModel:
         """Calibrated churn probability for a feature vector and its rule score."""
         return self.stacker.predict(rule_logit, self.model_logit(x))
 
-    def learn(self, x: list[float], rule_logit: float, y: int) -> None:
+    def learn(self, x: list[float], rule_logit: float, y: float) -> None:
         """Score (for the quality metrics) then learn one labelled snapshot.
 
-        With ``learn = false`` in the config only the quality metrics move.
+        ``y`` between 0 and 1 is a soft label: a 1 with weight ``y`` and a 0 with the
+        rest (the log loss's gradient is the same). With ``learn = false`` in the
+        config only the quality metrics move.
         """
         m = self.model_logit(x)
         self.quality.update(y, self.stacker.predict(rule_logit, m))
@@ -205,24 +213,30 @@ class ShardModel:
         # the pipeline's own learn_one, minus its generic dispatch: scale, then fit
         row = dict(zip(FEATURES, x, strict=True))
         self.classifier["StandardScaler"].learn_one(row)
-        self.classifier["LogisticRegression"].learn_one(self._scaled(row), bool(y))
+        scaled = self._scaled(row)
+        lr = self.classifier["LogisticRegression"]
+        if 0.0 < y < 1.0:
+            lr.learn_one(scaled, True, w=y)
+            lr.learn_one(scaled, False, w=1.0 - y)
+        else:
+            lr.learn_one(scaled, bool(y))
         self.labels += 1
         self.positives += y
 
-    def relabel(self, x: list[float], rule_logit: float) -> None:
-        """A snapshot learned as 1 turned out 0 (the customer counted gone came back):
-        take the 1 back (a step with weight -1) and learn the 0. The quality metrics keep
-        what they scored; the scaler has seen the features already."""
-        if not self.cfg.learn:
+    def relabel(self, x: list[float], rule_logit: float, delta: float) -> None:
+        """Move a learned snapshot's label by ``delta`` (-0.8: a 0.8 turned out 0): a
+        step on the 1 with weight ``delta`` and on the 0 with ``-delta``. The quality
+        metrics keep what they scored; the scaler has seen the features already."""
+        if not self.cfg.learn or not delta:
             return
         m = self.model_logit(x)
-        self.stacker.learn(rule_logit, m, 1, weight=-1.0)
-        self.stacker.learn(rule_logit, m, 0)
+        self.stacker.learn(rule_logit, m, 1, weight=delta)
+        self.stacker.learn(rule_logit, m, 0, weight=-delta)
         scaled = self._scaled(dict(zip(FEATURES, x, strict=True)))
         lr = self.classifier["LogisticRegression"]
-        lr.learn_one(scaled, True, w=-1.0)
-        lr.learn_one(scaled, False)
-        self.positives -= 1
+        lr.learn_one(scaled, True, w=delta)
+        lr.learn_one(scaled, False, w=-delta)
+        self.positives += delta
 
     def _scaled(self, row: dict[str, float]) -> dict[str, float]:
         """Standardised features, clipped to +-``SCALED_CLIP``."""

@@ -169,6 +169,10 @@ class CustomerState(msgspec.Struct, array_like=True, kw_only=True):
     provisional: tuple[Snapshot, ...] = ()
     """Snapshots learned as 1 when silence counted the customer gone; learned over as 0
     if the customer comes back (see :mod:`detectors.labels`)."""
+    provisional_share: float = 1.0
+    """The weight they were learned as 1 with (:mod:`detectors.comeback`)."""
+    provisional_group: int = 0
+    """The customer's group when silence counted them gone (:mod:`detectors.comeback`)."""
 
     def to_bytes(self) -> bytes:
         """Serialise compactly (MessagePack array)."""

@@ -109,6 +109,10 @@ def _summary(stats: ReplayStats, engine: Engine, title: str) -> None:
     kinds = ", ".join(f"{k} {v}" for k, v in sorted(stats.alerts.items())) or "none"
     table.add_row("alerts", f"{sum(stats.alerts.values()):,} ({kinds})")
     table.add_row("labels learned", f"{counts['labels_0'] + counts['labels_1']:,}")
+    gone = sum(sum(shard.model.comeback.confirmations) for shard in engine.shards)
+    if gone:
+        back = sum(sum(shard.model.comeback.returns) for shard in engine.shards)
+        table.add_row("counted gone by silence", f"{gone:,.0f}, {back / gone:.0%} came back")
     quality = engine.shards[0].model.metrics()
     table.add_row(
         "model (shard 0)",

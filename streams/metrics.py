@@ -114,6 +114,14 @@ class Metrics:
             ["partition"],
             registry=r,
         )
+        self.comeback = Gauge(
+            p + "silence_comeback_ratio",
+            "Of the customers silence counted gone, the share who bought again, by the "
+            "returns they had made before (0 .. 5+); the labels silence gives weigh less "
+            "where it is high.",
+            ["returns"],
+            registry=r,
+        )
         self.lag = Gauge(
             p + "consumer_lag",
             "Records not yet processed, by topic and partition (from the fetch high watermark).",

@@ -36,6 +36,7 @@ BUSINESS_METRICS = {
     "churnwatch_value_at_risk",
     "churnwatch_labels_total",
     "churnwatch_model_quality",
+    "churnwatch_silence_comeback_ratio",
 }
 
 

@@ -10,6 +10,7 @@ import pytest
 from cw_strategies import DAY, T0, ev
 
 from detectors import EngineConfig, Playbook, Shard
+from detectors.comeback import ComebackRate
 from detectors.ingest import new_state
 from detectors.labels import ChurnLabels, LapseLabels, confirm_ms
 from detectors.model import ShardModel
@@ -121,7 +122,7 @@ def test_a_snapshot_after_the_departure_teaches_nothing() -> None:
     cfg = EngineConfig.from_mapping(CHURN)
     shard = Shard(cfg)
     got: list[int] = []
-    policy = ChurnLabels(cfg, lambda snap, y: got.append(y), shard._cadence, print)
+    policy = ChurnLabels(cfg, lambda snap, y: got.append(y), shard._cadence, print, ComebackRate)
     state = new_state(T0)
     state.snapshots = (Snapshot(T0 + 10 * DAY, b"", 0.0), Snapshot(T0 + 40 * DAY, b"", 0.0))
     policy.gone(state, T0 + 20 * DAY)
@@ -131,25 +132,52 @@ def test_a_snapshot_after_the_departure_teaches_nothing() -> None:
 def test_a_customer_counted_gone_who_comes_back_has_the_ones_learned_over() -> None:
     cfg = EngineConfig.from_mapping(CHURN)
     shard = Shard(cfg)
-    got: list[tuple[str, int]] = []
+    got: list[tuple[str, float]] = []
+    rate = ComebackRate()
     policy = ChurnLabels(
         cfg,
         lambda snap, y: got.append(("learn", y)),
         shard._cadence,
-        lambda snap: got.append(("relabel", snap.ts)),
+        lambda snap, delta: got.append(("relabel", delta)),
+        lambda: rate,
     )
     state = new_state(T0)
     snaps = (Snapshot(T0 + 10 * DAY, b"", 0.0), Snapshot(T0 + 20 * DAY, b"", 0.0))
     state.snapshots = snaps
-    policy.gone(state, T0 + 25 * DAY, provisional=True)
-    assert got == [("learn", 1), ("learn", 1)] and state.provisional == snaps
-    policy.on_purchase(state, T0 + 200 * DAY)
-    assert got[2:] == [("relabel", T0 + 10 * DAY), ("relabel", T0 + 20 * DAY)]
-    assert state.provisional == ()
-    state.snapshots = snaps  # gone for good: an explicit outcome keeps the ones
-    policy.gone(state, T0 + 25 * DAY, provisional=True)
+    policy.gone(state, T0 + 25 * DAY, 0.7, group=2)  # silence: soft ones, kept
+    assert got == [("learn", 0.7), ("learn", 0.7)] and state.provisional == snaps
+    assert rate.confirmations[2] == 1
+    policy.on_purchase(state, T0 + 200 * DAY)  # came back: learned over as 0
+    assert got[2:] == [("relabel", -0.7), ("relabel", -0.7)]
+    assert state.provisional == () and rate.returns[2] == 1
+    state.snapshots = snaps  # gone for good: an explicit outcome makes them whole ones
+    policy.gone(state, T0 + 25 * DAY, 0.6, group=2)
     policy.on_outcome(state, 1, T0 + 300 * DAY)
-    assert state.provisional == () and all(kind == "learn" for kind, _ in got[4:])
+    assert got[6:] == [("relabel", pytest.approx(0.4))] * 2
+    assert state.provisional == () and rate.returns[2] == 1
+
+
+def test_silence_labels_weigh_less_in_groups_whose_customers_came_back() -> None:
+    """The first silence confirmations of a group use the cadence model's P(gone); as
+    customers of that group come back after one, its labels soften."""
+    shard = Shard(EngineConfig.from_mapping(CHURN))
+    weights: list[float] = []
+    learn = shard._learn
+    shard.labels.learn = lambda snap, y: (weights.append(y), learn(snap, y))[1]
+    for i in range(60):
+        orders(shard, f"c{i}", [0, 5, 10, 15, 20])
+    shard.advance(T0 + 200 * DAY)  # all silent: counted gone
+    first = [w for w in weights if w > 0]
+    for i in range(60):  # every one comes back
+        t = T0 + (201 + i) * DAY
+        shard.process(ev("order", f"c{i}", t, f"c{i}-back", order_id=f"c{i}-back", amount=40.0))
+    weights.clear()
+    for i in range(60):
+        orders(shard, f"d{i}", [300, 305, 310, 315, 320])
+    shard.advance(T0 + 600 * DAY)
+    later = [w for w in weights if w > 0]
+    assert first and later and max(later) < 0.7 * min(first)
+    assert shard.model.comeback.returns[4] == 60
 
 
 def test_learning_over_a_label_moves_the_model_towards_the_new_one() -> None:
@@ -161,7 +189,7 @@ def test_learning_over_a_label_moves_the_model_towards_the_new_one() -> None:
         for model in (one, over):
             model.learn(x, -2.0, 1)
     for x in rows:
-        over.relabel(x, -2.0)
+        over.relabel(x, -2.0, -1.0)
     x = rows[0]
     assert over.score(x, -2.0) < one.score(x, -2.0)
     assert over.positives == 0 and one.positives == len(rows)

@@ -202,11 +202,8 @@ class ListSink:
         return self._done(SimpleNamespace(offset=self.n))
 
 
-def run_pipeline(customers: int, publish: Any = None) -> tuple[Metrics, ListSink, list[dict]]:
-    """Simulated customers through an in-process pipeline (2 partitions, event clock)."""
-    from detectors import partition_for
-
-    events, _ = generate(SimConfig(customers=customers, days=240, seed=5))
+def make_pipeline(publish: Any = None) -> tuple[Pipeline, Metrics, ListSink]:
+    """An in-process pipeline (2 partitions, event clock)."""
     metrics, sink = Metrics(CollectorRegistry()), ListSink()
     settings = Settings(partitions=2)
     local = LocalStore(SimpleNamespace(data=SimpleNamespace(data={})))
@@ -223,6 +220,15 @@ def run_pipeline(customers: int, publish: Any = None) -> tuple[Metrics, ListSink
         lambda: 0,
         publish=publish,
     )
+    return pipeline, metrics, sink
+
+
+def run_pipeline(customers: int, publish: Any = None) -> tuple[Metrics, ListSink, list[dict]]:
+    """Simulated customers through an in-process pipeline (2 partitions, event clock)."""
+    from detectors import partition_for
+
+    events, _ = generate(SimConfig(customers=customers, days=240, seed=5))
+    pipeline, metrics, sink = make_pipeline(publish)
     offsets = [0, 0]
     records = []
     for e in events:
@@ -254,6 +260,7 @@ def label_bounds() -> dict[str, set[str]]:
     """The finite set each label's values come from (2 partitions, one input topic)."""
     from detectors import LEVELS, REASONS
     from detectors.alerts import KINDS
+    from detectors.comeback import GROUP_LABELS
     from detectors.drift import SIGNALS
     from detectors.playbook import DEFAULT_PLAYS
     from detectors.reasons import CATEGORIES
@@ -272,7 +279,22 @@ def label_bounds() -> dict[str, set[str]]:
         "label": {"0", "1", "relabelled"},
         "signal": set(SIGNALS),
         "action": {play.action for play in DEFAULT_PLAYS},
+        "returns": set(GROUP_LABELS),
     }
+
+
+def test_the_comeback_ratio_pools_the_partitions_and_waits_for_a_confirmation() -> None:
+    pipeline, metrics, _ = make_pipeline()
+    for p, (confirmed, back) in enumerate([(3, 1), (1, 1)]):
+        rate = pipeline.partition(p).shard.model.comeback
+        for _ in range(confirmed):
+            rate.confirmed(5)
+        for _ in range(back):
+            rate.came_back(5)
+    pipeline.refresh_metrics()
+    value = metrics.registry.get_sample_value
+    assert value("churnwatch_silence_comeback_ratio", {"returns": "5+"}) == 0.5
+    assert value("churnwatch_silence_comeback_ratio", {"returns": "0"}) is None
 
 
 def test_metric_series_do_not_grow_with_customers() -> None:
