@@ -208,9 +208,9 @@ class EngineConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
 
 LEVELS = ("low", "medium", "high", "critical")
 LEVEL_DEFAULTS: dict[str, tuple[float, float, float]] = {
-    "churn": (0.2, 0.3, 0.45),
+    "churn": (0.17, 0.25, 0.38),
     "lapse": (0.5, 0.7, 0.85),
 }
 """Default medium, high and critical thresholds per risk target. A ``churn`` probability
-has a base rate near 0.1, so a score of 0.3 already means a customer several times as
+has a base rate near 0.1, so a score of 0.25 already means a customer several times as
 likely to leave as most; ``lapse`` counts every customer past their rhythm, so it needs more."""

@@ -15,12 +15,12 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_precedence_file_env_flags(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     cfg = tmp_path / "c.toml"
-    cfg.write_text("partitions = 2\n[engine]\nhorizon_days = 30\nmedium = 0.25\n")
+    cfg.write_text("partitions = 2\n[engine]\nhorizon_days = 30\nmedium = 0.22\n")
     assert load_settings(cfg).partitions == 2
     monkeypatch.setenv("CHURNWATCH_ENGINE__HORIZON_DAYS", "45")
     monkeypatch.setenv("CHURNWATCH_PARTITIONS", "3")
     s = load_settings(cfg)
-    assert (s.partitions, s.engine_config().horizon_days, s.engine_config().medium) == (3, 45, 0.25)
+    assert (s.partitions, s.engine_config().horizon_days, s.engine_config().medium) == (3, 45, 0.22)
     s = load_settings(cfg, partitions=5, engine={"horizon_days": 60})
     assert (s.partitions, s.engine_config().horizon_days) == (5, 60)
 
@@ -54,9 +54,9 @@ def test_bad_settings_are_plain_errors(tmp_path: Path, text: str, needle: str) -
 @pytest.mark.parametrize(
     ("engine", "levels"),
     [
-        ({}, (0.2, 0.3, 0.45)),
+        ({}, (0.17, 0.25, 0.38)),
         ({"risk_target": "lapse"}, (0.5, 0.7, 0.85)),
-        ({"high": 0.4}, (0.2, 0.4, 0.45)),
+        ({"high": 0.3}, (0.17, 0.3, 0.38)),
         ({"risk_target": "lapse", "critical": 0.9}, (0.5, 0.7, 0.9)),
     ],
 )
@@ -67,7 +67,7 @@ def test_levels_default_by_target_and_settings_override_them_one_by_one(
 
 
 def test_a_level_out_of_order_with_the_targets_defaults_names_them() -> None:
-    with pytest.raises(ConfigError, match=r"got 0.4, 0.3, 0.45 \(unset ones are the churn"):
+    with pytest.raises(ConfigError, match=r"got 0.4, 0.25, 0.38 \(unset ones are the churn"):
         EngineConfig.from_mapping({"medium": 0.4})
 
 
