@@ -174,7 +174,7 @@ class EngineConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
         """Scores at which medium, high and critical begin: the settings, else the target's.
 
         >>> EngineConfig(risk_target="lapse").thresholds, EngineConfig(high=0.35).thresholds
-        ((0.5, 0.7, 0.85), (0.2, 0.35, 0.45))
+        ((0.5, 0.7, 0.85), (0.17, 0.35, 0.38))
         """
         medium, high, critical = LEVEL_DEFAULTS[self.risk_target]
         return (
