@@ -17,6 +17,8 @@ as returns are seen.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 GROUPS = 6
 """Customers are grouped by the returns they had made: 0, 1, ..., 5 or more."""
 GROUP_LABELS = ("0", "1", "2", "3", "4", "5+")
@@ -64,6 +66,23 @@ class ComebackRate:
     def came_back(self, group: int) -> None:
         self.returns[group] += 1.0
 
-    def shares(self, prior: float) -> list[float]:
-        """The share of every group (for metrics and reports), each from ``prior``."""
-        return [self.gone_share(g, prior) for g in range(GROUPS)]
+    def came_back_share(self, group: int) -> float | None:
+        """The share of the group's customers counted gone who came back (None: none yet)."""
+        n = self.confirmations[group]
+        return self.returns[group] / n if n else None
+
+    @classmethod
+    def pooled(cls, rates: Iterable[ComebackRate]) -> ComebackRate:
+        """The counts of several shards added up (for metrics and reports).
+
+        >>> a, b = ComebackRate(), ComebackRate()
+        >>> a.confirmed(1); b.confirmed(1); b.came_back(1)
+        >>> ComebackRate.pooled([a, b]).came_back_share(1)
+        0.5
+        """
+        total = cls()
+        for rate in rates:
+            for g in range(GROUPS):
+                total.confirmations[g] += rate.confirmations[g]
+                total.returns[g] += rate.returns[g]
+        return total

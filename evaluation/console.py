@@ -171,6 +171,23 @@ def cause_table(report: dict[str, Any]) -> Table:
     return table
 
 
+def learning_line(report: dict[str, Any]) -> str:
+    """The labels the model learned from, and how often silence was wrong."""
+    learning = report["learning"]
+    labels = learning["labels"]
+    text = (
+        f"model ({learning['risk_target']} target) learned {labels['0']:,} labels 0 and "
+        f"{labels['1']:,} 1, relabelled {labels['relabelled']:,}"
+    )
+    rows = [r for r in learning["counted_gone_by_silence"] if r["customers"]]
+    if rows:
+        shares = ", ".join(
+            f"{r['returns_before']}: {r['came_back_share']:.0%} of {r['customers']:,}" for r in rows
+        )
+        text += f"; counted gone by silence and came back, by returns before: {shares}"
+    return text
+
+
 def print_report(report: dict[str, Any], console: Console) -> None:
     data = report["data"]
     console.print(
@@ -183,6 +200,8 @@ def print_report(report: dict[str, Any], console: Console) -> None:
     console.print(calibration_table(report))
     console.print(alerts_table(report))
     console.print(cause_table(report))
+    if "learning" in report:
+        console.print(learning_line(report))
     retention = report.get("retention")
     if retention is not None and has_cases(retention):
         print_retention(report, console)

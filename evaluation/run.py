@@ -20,12 +20,15 @@ from typing import Any
 from rich.console import Console
 
 from detectors import LEVELS, Alert, ChurnwatchError, DecodeError, Engine, decode_event
+from detectors.comeback import GROUP_LABELS, GROUPS, ComebackRate
 from detectors.events import Order
 from evaluation.alert_quality import DAY_MS, AlertRecord
 from evaluation.baselines import History
 from evaluation.evaluate import Collection, Truth, evaluate
 from evaluation.retention import ledger_counts, summarize
 from streams.replay import RejectsWriter, ReplayStats, progress_bar, read_events
+
+LABELS = ("0", "1", "relabelled")
 
 
 class EvaluationError(ChurnwatchError):
@@ -204,6 +207,28 @@ def _add_occasion(occasions: list[int], ts: int) -> None:
         occasions.insert(i, ts)
 
 
+def learning_summary(engine: Engine) -> dict[str, Any]:
+    """What the model learned from, over every shard: labels, and how often the customers
+    silence counted gone came back, by the returns they had made before."""
+    labels = {k: sum(shard.counts[f"labels_{k}"] for shard in engine.shards) for k in LABELS}
+    rate = ComebackRate.pooled(shard.model.comeback for shard in engine.shards)
+    return {
+        "risk_target": engine.cfg.risk_target,
+        "labels": labels,
+        "counted_gone_by_silence": [
+            {
+                "returns_before": GROUP_LABELS[g],
+                "customers": int(rate.confirmations[g]),
+                "came_back": int(rate.returns[g]),
+                "came_back_share": None
+                if (share := rate.came_back_share(g)) is None
+                else round(share, 4),
+            }
+            for g in range(GROUPS)
+        ],
+    }
+
+
 def write_json(report: dict[str, Any], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(report, indent=1, allow_nan=False) + "\n", encoding="utf-8")
@@ -240,6 +265,7 @@ def run_evaluation(
     report = evaluate(collection, truth, horizon, draws=draws, seed=seed)
     report["recovery_window_days"] = engine.cfg.recovery_window_days
     report["retention"] = summarize(ledger_counts(engine))
+    report["learning"] = learning_summary(engine)
     report["data"]["events_file"] = events.name
     report["data"]["truth_file"] = truth_file.name
     report["data"]["partitions"] = engine.partitions

@@ -14,6 +14,7 @@ from rich.table import Table
 
 from detectors import ChurnwatchError, Engine
 from detectors.alerts import Alert
+from detectors.comeback import ComebackRate
 from streams.replay import RejectsWriter, ReplayStats, alert_line, make_engine, replay
 from streams.scoring import write_scores
 from streams.settings import Settings, load_settings
@@ -109,9 +110,9 @@ def _summary(stats: ReplayStats, engine: Engine, title: str) -> None:
     kinds = ", ".join(f"{k} {v}" for k, v in sorted(stats.alerts.items())) or "none"
     table.add_row("alerts", f"{sum(stats.alerts.values()):,} ({kinds})")
     table.add_row("labels learned", f"{counts['labels_0'] + counts['labels_1']:,}")
-    gone = sum(sum(shard.model.comeback.confirmations) for shard in engine.shards)
-    if gone:
-        back = sum(sum(shard.model.comeback.returns) for shard in engine.shards)
+    rate = ComebackRate.pooled(shard.model.comeback for shard in engine.shards)
+    if gone := sum(rate.confirmations):
+        back = sum(rate.returns)
         table.add_row("counted gone by silence", f"{gone:,.0f}, {back / gone:.0%} came back")
     quality = engine.shards[0].model.metrics()
     table.add_row(

@@ -59,7 +59,7 @@ from detectors import (
     partition_for,
 )
 from detectors.alerts import rfc3339
-from detectors.comeback import GROUP_LABELS, GROUPS
+from detectors.comeback import GROUP_LABELS, GROUPS, ComebackRate
 from detectors.events import event_type
 from detectors.model import ShardModel
 from streams.metrics import Metrics
@@ -471,11 +471,7 @@ class Pipeline:
         """Gauges and counters derived from the shards (called by a timer)."""
         by_level = [0] * len(LEVELS)
         var = 0.0
-        confirmed, back = [0.0] * GROUPS, [0.0] * GROUPS
         for p, part in self.parts.items():
-            rate = part.shard.model.comeback
-            confirmed = [a + b for a, b in zip(confirmed, rate.confirmations, strict=True)]
-            back = [a + b for a, b in zip(back, rate.returns, strict=True)]
             for level, v in part.shard.open_alerts.values():
                 by_level[level] += 1
                 var += v
@@ -515,7 +511,8 @@ class Pipeline:
                 self.m.partition_records.labels(str(p), outcome).set(part.ledger[outcome])
         for i, level in enumerate(LEVELS[1:], start=1):
             self.m.at_risk.labels(level).set(by_level[i])
-        for group, (n, k) in enumerate(zip(confirmed, back, strict=True)):
-            if n:
-                self.m.comeback.labels(GROUP_LABELS[group]).set(round(k / n, 4))
+        rate = ComebackRate.pooled(part.shard.model.comeback for part in self.parts.values())
+        for group in range(GROUPS):
+            if (share := rate.came_back_share(group)) is not None:
+                self.m.comeback.labels(GROUP_LABELS[group]).set(round(share, 4))
         self.m.value_at_risk.set(round(var, 2))

@@ -114,6 +114,15 @@ def test_report_has_every_section(run: tuple[Path, str]) -> None:
     assert 0 < decided["treated"]["cases"] <= opened
     assert decided["control"]["cases"] == 0, "no control group unless configured"
     assert r["recovery_window_days"] == EngineConfig().recovery_window_days
+    learning = r["learning"]
+    assert learning["risk_target"] == "churn" and learning["labels"]["0"] > 0
+    gone = learning["counted_gone_by_silence"]
+    assert [g["returns_before"] for g in gone] == ["0", "1", "2", "3", "4", "5+"]
+    assert sum(g["customers"] for g in gone) > 0
+    for g in gone:
+        assert 0 <= g["came_back"] <= g["customers"]
+        if g["customers"]:
+            assert g["came_back_share"] == pytest.approx(g["came_back"] / g["customers"], abs=1e-4)
 
 
 def test_judged_customers_match_the_events_and_truth(run: tuple[Path, str]) -> None:
@@ -155,5 +164,13 @@ def test_one_pass_gives_the_alerts_of_a_plain_replay(run: tuple[Path, str]) -> N
 
 def test_terminal_tables(run: tuple[Path, str]) -> None:
     _, output = run
-    for text in ("Cutoff 2024-07-01", "ROC AUC", "BG/NBD", "recency/gap", "Calibration", "cause"):
+    for text in (
+        "Cutoff 2024-07-01",
+        "ROC AUC",
+        "BG/NBD",
+        "recency/gap",
+        "Calibration",
+        "cause",
+        "counted gone by silence and came back",
+    ):
         assert text in output
