@@ -74,7 +74,8 @@ class Metrics:
         self.dlq = Counter(p + "dlq", "Records dead-lettered by reason.", ["reason"], registry=r)
         self.labels = Counter(
             p + "labels",
-            "Delayed labels learned by the model (relabelled: a 1 learned over as 0).",
+            "Delayed labels learned by the model (1 includes silence's soft ones; relabelled: "
+            "one of those learned over, as 0 on a return or a whole 1 on a churned outcome).",
             ["label"],
             registry=r,
         )
