@@ -48,7 +48,6 @@ class Stacker:
         self.bias = 0.0
         self.rate = rate
         self._g2 = [1.0, 1.0, 1.0]
-        self.n = 0
 
     def logit(self, rule: float, model: float) -> float:
         return self.w_rule * rule + self.w_model * model + self.bias
@@ -69,5 +68,3 @@ class Stacker:
         self.w_rule = max(self.w_rule - self.rate * grads[0] / math.sqrt(g2[0]), MIN_RULE_WEIGHT)
         self.w_model -= self.rate * grads[1] / math.sqrt(g2[1])
         self.bias -= self.rate * grads[2] / math.sqrt(g2[2])
-        if weight > 0:
-            self.n += 1

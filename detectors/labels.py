@@ -34,6 +34,10 @@ from detectors.comeback import ComebackRate, group_of
 from detectors.config import DAY_MS, EngineConfig
 from detectors.state import CustomerState, Snapshot
 
+LABEL_COUNTS = ("0", "1", "relabelled")
+"""What the shard counts as ``labels_<kind>``: 0s, 1s (silence's soft ones included), and
+learned labels moved later (:data:`Relabel`)."""
+
 Learn = Callable[[Snapshot, float], None]
 """Learn a snapshot with a label in [0, 1] (a fraction: a soft label)."""
 Relabel = Callable[[Snapshot, float], None]

@@ -167,10 +167,10 @@ class CustomerState(msgspec.Struct, array_like=True, kw_only=True):
 
     # ``churn`` target (added to version 1 at the end, so older states decode)
     provisional: tuple[Snapshot, ...] = ()
-    """Snapshots learned as 1 when silence counted the customer gone; learned over as 0
-    if the customer comes back (see :mod:`detectors.labels`)."""
+    """Snapshots learned as (soft) ones when silence counted the customer gone; learned
+    over as 0 if the customer comes back (see :mod:`detectors.labels`)."""
     provisional_share: float = 1.0
-    """The weight they were learned as 1 with (:mod:`detectors.comeback`)."""
+    """The weight they were learned as 1 with, the rest as 0 (:mod:`detectors.comeback`)."""
     provisional_group: int = 0
     """The customer's group when silence counted them gone (:mod:`detectors.comeback`)."""
 

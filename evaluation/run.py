@@ -22,13 +22,12 @@ from rich.console import Console
 from detectors import LEVELS, Alert, ChurnwatchError, DecodeError, Engine, decode_event
 from detectors.comeback import GROUP_LABELS, GROUPS, ComebackRate
 from detectors.events import Order
+from detectors.labels import LABEL_COUNTS
 from evaluation.alert_quality import DAY_MS, AlertRecord
 from evaluation.baselines import History
 from evaluation.evaluate import Collection, Truth, evaluate
 from evaluation.retention import ledger_counts, summarize
 from streams.replay import RejectsWriter, ReplayStats, progress_bar, read_events
-
-LABELS = ("0", "1", "relabelled")
 
 
 class EvaluationError(ChurnwatchError):
@@ -210,7 +209,7 @@ def _add_occasion(occasions: list[int], ts: int) -> None:
 def learning_summary(engine: Engine) -> dict[str, Any]:
     """What the model learned from, over every shard: labels, and how often the customers
     silence counted gone came back, by the returns they had made before."""
-    labels = {k: sum(shard.counts[f"labels_{k}"] for shard in engine.shards) for k in LABELS}
+    labels = {k: sum(shard.counts[f"labels_{k}"] for shard in engine.shards) for k in LABEL_COUNTS}
     rate = ComebackRate.pooled(shard.model.comeback for shard in engine.shards)
     return {
         "risk_target": engine.cfg.risk_target,

@@ -61,6 +61,7 @@ from detectors import (
 from detectors.alerts import rfc3339
 from detectors.comeback import GROUP_LABELS, GROUPS, ComebackRate
 from detectors.events import event_type
+from detectors.labels import LABEL_COUNTS
 from detectors.model import ShardModel
 from streams.metrics import Metrics
 from streams.tables import (
@@ -481,7 +482,7 @@ class Pipeline:
             now = self.wall_ms() if self.cfg.clock == "wall" else part.shard.clock
             behind = now - first_due if first_due else 0
             self.m.sweep_backlog.labels(str(p)).set(max(behind, 0) / 1000)
-            for label in ("0", "1", "relabelled"):
+            for label in LABEL_COUNTS:
                 key = f"labels_{label}"
                 delta = counts[key] - part.reported.get(key, 0)
                 if delta > 0:
