@@ -196,6 +196,29 @@ def _to_millis(ts: int | datetime) -> int:
     return ts
 
 
+class _Stamp(msgspec.Struct):
+    ts: Timestamp
+
+
+_STAMP = msgspec.json.Decoder(_Stamp)
+
+
+def event_time(raw: bytes) -> int | None:
+    """The event time of one raw event in epoch ms, reading nothing else; ``None`` if it
+    has no ``ts`` that decodes. For putting files in order: :func:`decode_event` still
+    judges every line.
+
+    >>> event_time(b'{"ts":"2024-01-02T00:00:00Z","x":[1]}'), event_time(b'{"ts":7}')
+    (1704153600000, 7)
+    >>> event_time(b'not json'), event_time(b'{"ts":"yesterday"}')
+    (None, None)
+    """
+    try:
+        return _to_millis(_STAMP.decode(raw).ts)
+    except msgspec.DecodeError:
+        return None
+
+
 def validate(obj: dict[str, Any], default_type: str | None = None) -> Event:
     """Turn a parsed JSON object into a typed event, or raise :class:`DecodeError`.
 

@@ -18,6 +18,7 @@ from rich.console import Console
 from detectors import Engine
 from evaluation.retention import ledger_counts, summarize
 from streams.campaign import CampaignConfig, CampaignResult, close_windows, run_campaign
+from streams.ordering import in_time_order
 from streams.replay import RejectsWriter, replay
 from streams.simulate import write_events
 
@@ -44,21 +45,23 @@ def events_report(
     one recovery window further, so every case gets its outcome) and report the ledger."""
     from evaluation.run import time_range
 
-    _, last = time_range(path)
-    stats = replay(
-        path,
-        engine,
-        lambda _: None,
-        rejects=RejectsWriter(None),
-        until=last,
-        show_progress=show_progress,
-    )
+    with in_time_order(path) as (ordered, late):
+        _, last = time_range(ordered)
+        stats = replay(
+            ordered,
+            engine,
+            lambda _: None,
+            rejects=RejectsWriter(None),
+            until=last,
+            show_progress=show_progress,
+        )
     if close:
         close_windows(engine, last)
     data = {
         "source": path.name,
         "events": stats.events,
         "rejected": sum(stats.rejected.values()),
+        "late_lines": late,
         "closed_windows": close,
     }
     return _report(engine, data)

@@ -27,6 +27,7 @@ from evaluation.alert_quality import DAY_MS, AlertRecord
 from evaluation.baselines import History
 from evaluation.evaluate import Collection, Truth, evaluate
 from evaluation.retention import ledger_counts, summarize
+from streams.ordering import in_time_order
 from streams.replay import RejectsWriter, ReplayStats, progress_bar, read_events
 
 
@@ -77,7 +78,8 @@ def _first_ts(lines: list[bytes]) -> int | None:
 
 
 def time_range(path: Path, chunk: int = 1 << 20) -> tuple[int, int]:
-    """Event time of the first and of the last decodable line of a time-sorted file."""
+    """Event time of the first and of the last decodable line of a time-sorted file
+    (:func:`streams.ordering.in_time_order` makes one)."""
     with path.open("rb") as fh:
         head = fh.read(chunk)
         fh.seek(0, 2)
@@ -252,16 +254,23 @@ def run_evaluation(
 
     truth = read_truth(truth_file)
     horizon = engine.cfg.horizon_days
-    if cutoffs is None:
-        first, last = time_range(events)
-        cutoffs = default_cutoffs(first, last, horizon)
-        if not cutoffs:
-            raise EvaluationError(
-                f"{events}: too short for a default cutoff (two horizons of history and one "
-                "after); pass --cutoffs"
+    with in_time_order(events) as (ordered, late):
+        if late and console is not None:
+            console.print(
+                f"{events.name}: {late:,} lines are earlier than a line before them; "
+                "evaluating a time-sorted copy"
             )
-    collection = collect(events, engine, cutoffs, show_progress=show_progress)
+        if cutoffs is None:
+            first, last = time_range(ordered)
+            cutoffs = default_cutoffs(first, last, horizon)
+            if not cutoffs:
+                raise EvaluationError(
+                    f"{events}: too short for a default cutoff (two horizons of history and "
+                    "one after); pass --cutoffs"
+                )
+        collection = collect(ordered, engine, cutoffs, show_progress=show_progress)
     report = evaluate(collection, truth, horizon, draws=draws, seed=seed)
+    report["data"]["late_lines"] = late
     report["recovery_window_days"] = engine.cfg.recovery_window_days
     report["retention"] = summarize(ledger_counts(engine))
     report["learning"] = learning_summary(engine)

@@ -174,3 +174,55 @@ def test_terminal_tables(run: tuple[Path, str]) -> None:
         "counted gone by silence and came back",
     ):
         assert text in output
+
+
+def _evaluate(events: Path, truth: Path, out: Path) -> str:
+    result = CliRunner().invoke(
+        app,
+        [
+            "evaluate",
+            "--events",
+            str(events),
+            "--truth",
+            str(truth),
+            "--cutoffs",
+            ",".join(CUTOFFS),
+            "--out",
+            str(out),
+            "--bootstrap",
+            "0",
+            "--partitions",
+            str(PARTITIONS),
+            "--no-progress",
+        ],
+        env={"COLUMNS": "200", "NO_COLOR": "1"},
+    )
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    return result.output
+
+
+def test_events_grouped_by_customer_are_evaluated_in_time_order(
+    run: tuple[Path, str], tmp_path: Path
+) -> None:
+    """An export grouped by customer gives the report of the same events in time order."""
+    d, _ = run
+    lines = (d / "events.jsonl").read_bytes().splitlines()
+    cid = [json.loads(line)["customer_id"] for line in lines]
+    ts = [decode_event(line).ts for line in lines]
+    grouped = tmp_path / "grouped" / "events.jsonl"
+    in_order = tmp_path / "in_order" / "events.jsonl"
+    for path, order in (
+        (grouped, sorted(range(len(lines)), key=lambda i: cid[i])),
+        (in_order, sorted(range(len(lines)), key=lambda i: (ts[i], cid[i]))),
+    ):
+        path.parent.mkdir()
+        path.write_bytes(b"".join(lines[i] + b"\n" for i in order))
+    output = _evaluate(grouped, d / "truth.csv", tmp_path / "out_grouped")
+    assert "lines are earlier than a line before them; evaluating a time-sorted copy" in output
+    reference = _evaluate(in_order, d / "truth.csv", tmp_path / "out_in_order")
+    assert "time-sorted copy" not in reference
+    got = json.loads((tmp_path / "out_grouped" / "report.json").read_text(encoding="utf-8"))
+    want = json.loads((tmp_path / "out_in_order" / "report.json").read_text(encoding="utf-8"))
+    assert got["data"].pop("late_lines") > 100
+    assert want["data"].pop("late_lines") == 0
+    assert got == want
