@@ -647,6 +647,11 @@ def report_cmd(
             close=close_windows,
             show_progress=progress and err.is_terminal,
         )
+        if late := report["data"]["late_lines"]:
+            err.print(
+                f"{events.name}: {late:,} lines were earlier than a line before them; "
+                "replayed a time-sorted copy"
+            )
     console = err if json_out is not None and str(json_out) == "-" else Console()
     if not console.is_terminal:
         console.width = max(console.width, 132)

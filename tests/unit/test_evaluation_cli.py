@@ -22,12 +22,9 @@ CUTOFFS = ("2024-07-01", "2024-10-01")
 PARTITIONS = 2
 
 
-@pytest.fixture(scope="module")
-def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
-    d = tmp_path_factory.mktemp("evaluate")
-    events, truth = generate(SimConfig(customers=300, days=365, seed=5))
-    write_events(d / "events.jsonl", events)
-    write_truth(d / "truth.csv", truth)
+def _evaluate(events: Path, truth: Path, out: Path, *extra: str) -> str:
+    """``churnwatch evaluate`` at the test's cutoffs and partitions, without the
+    environment's settings; returns the terminal output."""
     with pytest.MonkeyPatch.context() as mp:
         for key in [k for k in os.environ if k.startswith("CHURNWATCH_")]:
             mp.delenv(key)
@@ -36,27 +33,37 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
             [
                 "evaluate",
                 "--events",
-                str(d / "events.jsonl"),
+                str(events),
                 "--truth",
-                str(d / "truth.csv"),
+                str(truth),
                 "--cutoffs",
                 ",".join(CUTOFFS),
                 "--out",
-                str(d / "out"),
-                "--json",
-                str(d / "copy.json"),
-                "--bootstrap",
-                "30",
-                "--seed",
-                "3",
+                str(out),
                 "--partitions",
                 str(PARTITIONS),
                 "--no-progress",
+                *extra,
             ],
             env={"COLUMNS": "200", "NO_COLOR": "1"},
         )
     assert result.exit_code == 0, result.output + repr(result.exception)
-    return d, result.output
+    return result.output
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    d = tmp_path_factory.mktemp("evaluate")
+    events, truth = generate(SimConfig(customers=300, days=365, seed=5))
+    write_events(d / "events.jsonl", events)
+    write_truth(d / "truth.csv", truth)
+    output = _evaluate(
+        d / "events.jsonl",
+        d / "truth.csv",
+        d / "out",
+        *("--json", str(d / "copy.json"), "--bootstrap", "30", "--seed", "3"),
+    )
+    return d, output
 
 
 def _report(d: Path) -> dict:
@@ -176,31 +183,6 @@ def test_terminal_tables(run: tuple[Path, str]) -> None:
         assert text in output
 
 
-def _evaluate(events: Path, truth: Path, out: Path) -> str:
-    result = CliRunner().invoke(
-        app,
-        [
-            "evaluate",
-            "--events",
-            str(events),
-            "--truth",
-            str(truth),
-            "--cutoffs",
-            ",".join(CUTOFFS),
-            "--out",
-            str(out),
-            "--bootstrap",
-            "0",
-            "--partitions",
-            str(PARTITIONS),
-            "--no-progress",
-        ],
-        env={"COLUMNS": "200", "NO_COLOR": "1"},
-    )
-    assert result.exit_code == 0, result.output + repr(result.exception)
-    return result.output
-
-
 def test_events_grouped_by_customer_are_evaluated_in_time_order(
     run: tuple[Path, str], tmp_path: Path
 ) -> None:
@@ -217,9 +199,9 @@ def test_events_grouped_by_customer_are_evaluated_in_time_order(
     ):
         path.parent.mkdir()
         path.write_bytes(b"".join(lines[i] + b"\n" for i in order))
-    output = _evaluate(grouped, d / "truth.csv", tmp_path / "out_grouped")
+    output = _evaluate(grouped, d / "truth.csv", tmp_path / "out_grouped", "--bootstrap", "0")
     assert "lines are earlier than a line before them; evaluating a time-sorted copy" in output
-    reference = _evaluate(in_order, d / "truth.csv", tmp_path / "out_in_order")
+    reference = _evaluate(in_order, d / "truth.csv", tmp_path / "out_in_order", "--bootstrap", "0")
     assert "time-sorted copy" not in reference
     got = json.loads((tmp_path / "out_grouped" / "report.json").read_text(encoding="utf-8"))
     want = json.loads((tmp_path / "out_in_order" / "report.json").read_text(encoding="utf-8"))
