@@ -126,7 +126,9 @@ def churners(world: World) -> list[str]:
     ]
 
 
-def alerts_at(world: World, scores: list[float], share: float, horizon: int) -> str:
+def alerts_at(
+    world: World, people: list[str], scores: list[float], share: float, horizon: int
+) -> str:
     """Precision, recall and median lead of alerts at the top ``share`` of scores."""
     threshold = float(np.quantile(scores, 1.0 - share))
     by_customer: dict[str, list[tuple[int, float]]] = defaultdict(list)
@@ -145,7 +147,6 @@ def alerts_at(world: World, scores: list[float], share: float, horizon: int) -> 
                     hits += gone is not None and gone <= ts + horizon
             above = s >= threshold
     leads = []
-    people = churners(world)
     for cid in people:
         t = world.churn[cid]
         assert t is not None
@@ -158,10 +159,10 @@ def alerts_at(world: World, scores: list[float], share: float, horizon: int) -> 
     return f"{precision:5.2f} /{recall:5.2f} /{lead:4.0f} d"
 
 
-def visibility(world: World) -> None:
+def visibility(world: World, churned: list[str]) -> None:
     """The test world's churners by how visible, and how early, their signals were."""
     truth = {t.customer_id: t for t in world.truth}
-    people = [truth[c] for c in churners(world)]
+    people = [truth[c] for c in churned]
     n = len(people)
     print(f"\nchurners in the test window who had bought: {n:,}; their leading signals:")
     print(f"{'signal strength':<18}{'churners':>9}{'share':>7}{'of them lead >= 21 d':>22}")
@@ -212,12 +213,13 @@ def main() -> None:
     )
     print("\nalerts at equal volume: precision / recall / median lead")
     print(f"{'top share of scores':<22}{'engine':>22}{'taught by truth':>22}")
+    people = churners(test)
     for share in TOP_SHARES:
         print(
-            f"{share:<22.0%}{alerts_at(test, engine, share, horizon):>22}"
-            f"{alerts_at(test, learned, share, horizon):>22}"
+            f"{share:<22.0%}{alerts_at(test, people, engine, share, horizon):>22}"
+            f"{alerts_at(test, people, learned, share, horizon):>22}"
         )
-    visibility(test)
+    visibility(test, people)
 
 
 if __name__ == "__main__":
