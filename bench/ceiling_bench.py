@@ -15,7 +15,8 @@ score and risk score. Then:
   signals (the simulator's own record of them): no warning can be early for a churner
   whose events carry no sign, nor 21 days early for one whose signs start later.
 
-Prints figures; asserts nothing. Needs scikit-learn (``pip install -e '.[bench]'``).
+Prints figures; asserts nothing. Needs scikit-learn
+(``pip install -c constraints.txt -e '.[bench]'``).
 
     python bench/ceiling_bench.py --train-seed 12 --test-seed 1201
 """
