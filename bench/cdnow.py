@@ -734,9 +734,13 @@ def events(args: argparse.Namespace) -> None:
 
 
 def default_horizon() -> float:
-    from detectors.config import EngineConfig
-
-    return float(EngineConfig().horizon_days)
+    """The default ``horizon_days`` of the engine the runs use (this checkout's)."""
+    code = "from detectors.config import EngineConfig; print(EngineConfig().horizon_days)"
+    env, _ = engine_env()
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True
+    )
+    return float(done.stdout)
 
 
 def parser() -> argparse.ArgumentParser:
