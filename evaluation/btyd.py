@@ -147,10 +147,20 @@ def expected_purchases(
     T: FloatArray,
     horizon: float,
 ) -> FloatArray:
-    """E[purchases in (T, T + horizon] | x, t_x, T] (needs a > 1)."""
+    """E[purchases in (T, T + horizon] | x, t_x, T] (Fader, Hardie and Lee, 2005, eq. 10).
+
+    Valid for any ``a`` but 1, where both factors' singularities cancel; on CDNOW ``a`` is
+    below 1. Their spreadsheet's customer (x = 2, t_x = 30.43, T = 38.86 weeks, the
+    parameters fitted to the 2,357-customer sample) expects 1.226 purchases in 39 weeks:
+
+    >>> e = expected_purchases(BGNBD(0.243, 4.414, 0.793, 2.426), np.array([2.0]),
+    ...                        np.array([30.43]), np.array([38.86]), 39.0)
+    >>> round(float(e[0]), 3)
+    1.226
+    """
     r, alpha, a, b = params
-    if a <= 1:
-        raise ValueError("the expectation needs a > 1")
+    if math.isclose(a, 1.0):
+        raise ValueError("the expectation's formula has a removable singularity at a = 1")
     x, t_x, T = (np.asarray(v, dtype=np.float64) for v in (x, t_x, T))
     z = horizon / (alpha + T + horizon)
     head = (a + b + x - 1) / (a - 1)
