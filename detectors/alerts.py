@@ -38,6 +38,12 @@ class Alert(msgspec.Struct, kw_only=True):
     treatment: str = "treated"
     """The case's experiment arm: ``treated``, or ``control`` (held out: take no retention
     action). Added to schema 1 with a default, so alerts written before it decode."""
+    expected_back: str | None = None
+    """When the customer was expected to order again: the last order plus their usual gap
+    (RFC 3339). Added to schema 1 with a default; none on ``expired``."""
+    act_by: str | None = None
+    """The last moment a retention action is still likely in time: the last order plus
+    ``overdue_high`` usual gaps, when silence alone makes the case high (RFC 3339)."""
 
 
 def rfc3339(ms: int) -> str:
@@ -65,13 +71,16 @@ def transition(
     now: int,
     recovered: bool,
     cfg: EngineConfig,
+    floor: int = 0,
 ) -> tuple[str | None, int]:
     """Decide the alert kind (or none) and the new level.
 
     Levels move with hysteresis (:meth:`EngineConfig.level_of`) and are capped
     by the evidence: the total log-odds push of the reasons behind the score
     (:meth:`EngineConfig.evidence_level`), so a customer whose risk is high
-    only because they always buy rarely is not alarmed about. An alert opens
+    only because they always buy rarely is not alarmed about. ``floor`` is the least
+    level the customer's own rhythm asks for (a regular silent for twice their usual
+    gap, :func:`~detectors.cadence.rhythm_level`), whatever the score. An alert opens
     only with at least one reason behind it. Escalations go out at
     once. A case is resolved only when the customer recovers (orders again,
     or an explicit "retained" outcome) and the risk is back to low; without
@@ -89,7 +98,7 @@ def transition(
     >>> transition(s, 0.75, 0.0, 1, False, cfg)
     (None, 0)
     """
-    target = min(cfg.level_of(score, s.level), cfg.evidence_level(evidence))
+    target = max(min(cfg.level_of(score, s.level), cfg.evidence_level(evidence)), floor)
     cooled = not s.last_alert_ts or now - s.last_alert_ts >= cfg.cooldown_days * 86_400_000
     if not s.alert_open:
         if target >= 1 and cooled:
@@ -120,6 +129,8 @@ def make_alert(
     model_version: str,
     trigger: str,
     treatment: str = "treated",
+    expected_back: int = 0,
+    act_by: int = 0,
 ) -> Alert:
     """Assemble an alert; ``emitted_at`` starts as ``as_of`` and the sender may overwrite it."""
     stamp = rfc3339(as_of)
@@ -139,6 +150,8 @@ def make_alert(
         model_version=model_version,
         trigger=trigger,
         treatment=treatment,
+        expected_back=rfc3339(expected_back) if expected_back else None,
+        act_by=rfc3339(act_by) if act_by else None,
     )
 
 

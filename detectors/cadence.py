@@ -32,6 +32,9 @@ DROPOUT_A, DROPOUT_B = 1.0, 3.0
 TYPICAL_RETURNS = 2
 """Returns of the customer the configured churn rate describes (drop-out chance 1/6)."""
 MAX_CHURN_PRIOR = 0.5
+MULTIPLE_SLACK = 0.02
+"""A multiple of the usual gap counts as reached this much early: the usual gap moves a
+little (the population prior learns) between scheduling a look and taking it."""
 
 
 class Cadence(NamedTuple):
@@ -72,10 +75,13 @@ def cadence(
     (30, 1.0, 0.25)
     >>> c = cadence((10.0, math.log(7), 0.5), math.log(30), 1.0, 2.0)
     >>> round(c.usual_gap_days), round(c.dropout, 3)
-    (9, 0.071)
+    (7, 0.071)
     """
     n, m = gaps[0], gaps[1]
-    k = prior_strength
+    # the prior weighs as ``prior_strength`` gaps of the population's spread: against a
+    # customer whose own gaps are regular (3 at least, to know) it weighs that much less
+    own_var = max(variance(gaps), MIN_SIGMA**2) if n >= 3 else prior_var
+    k = prior_strength * min(own_var / prior_var, 1.0)
     mu = (n * m + k * prior_mu) / (n + k)
     spread = (n - 1) * variance(gaps) if n > 1 else 0.0
     var = (spread + k * prior_var + (n * k / (n + k)) * (m - prior_mu) ** 2) / (n + k)
@@ -148,6 +154,38 @@ def churn_prior(dropout: float, base_rate: float) -> float:
     return min(base_rate * dropout / typical, MAX_CHURN_PRIOR)
 
 
-def overdue_ratio(silence_days: float, c: Cadence) -> float:
-    """Silence as a multiple of the usual gap."""
-    return silence_days / c.usual_gap_days
+def own_survival(days: float, gaps: VarState) -> float:
+    """P(a gap longer than ``days``) by the customer's own log-gaps alone (``gaps``: their
+    running state; spread at least ``MIN_SIGMA``), without the population's prior.
+
+    >>> regular = (10.0, math.log(30), 9 * 0.1**2)
+    >>> round(own_survival(30, regular), 2), round(own_survival(60, regular), 3)
+    (0.5, 0.01)
+    """
+    if days <= 0:
+        return 1.0
+    sigma = max(math.sqrt(variance(gaps)), MIN_SIGMA)
+    return 0.5 * math.erfc((math.log(days) - gaps[1]) / (sigma * SQRT2))
+
+
+def rhythm_level(
+    silence_days: float,
+    usual_gap_days: float,
+    rare: bool,
+    multiples: tuple[float, ...],
+) -> int:
+    """How many of ``multiples`` of the usual gap the silence has passed, when the silence is
+    ``rare`` by the customer's own rhythm (:func:`own_survival` below ``rhythm_rare`` with
+    ``rhythm_min_gaps`` gaps known); 0 otherwise. A customer whose history holds long gaps
+    as well as short ones (seasonal, irregular) has a wide spread and is not alarmed at the
+    multiple that alarms a regular.
+
+    >>> [rhythm_level(d, 30, True, (2.0, 3.0)) for d in (45, 60, 90)]
+    [0, 1, 2]
+    >>> rhythm_level(90, 30, False, (2.0, 3.0))
+    0
+    """
+    if not rare:
+        return 0
+    ratio = silence_days / usual_gap_days + MULTIPLE_SLACK
+    return sum(1 for m in multiples if ratio >= m)

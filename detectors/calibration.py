@@ -30,6 +30,16 @@ def sigmoid(z: float) -> float:
     return e / (1.0 + e)
 
 
+def logit(p: float) -> float:
+    """Log-odds of a probability, kept finite (``p`` clipped to 1e-9 .. 1 - 1e-9).
+
+    >>> logit(0.5), round(logit(0.9), 3), logit(1.0) < 21
+    (0.0, 2.197, True)
+    """
+    p = min(max(p, 1e-9), 1.0 - 1e-9)
+    return math.log(p / (1.0 - p))
+
+
 class Stacker:
     """Online logistic regression over rule and model log-odds, starting at the rules.
 

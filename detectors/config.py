@@ -13,6 +13,7 @@ Share = Annotated[float, msgspec.Meta(ge=0, le=1)]
 
 DAY_MS = 86_400_000
 HOUR_MS = 3_600_000
+MAX_LABEL_HORIZON_DAYS = 90.0
 
 
 class EngineConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -26,13 +27,18 @@ class EngineConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
 
     horizon_days: Positive = 90.0
     """Churn horizon of ``risk_score`` (see ``risk_target``)."""
-    risk_target: Literal["churn", "lapse"] = "churn"
+    risk_target: Literal["churn", "lapse"] = "lapse"
     """What ``risk_score`` is the probability of, and what the model learns
-    (:mod:`detectors.labels`). ``churn``: the customer's relationship ends (the last order
-    is placed) within the horizon; calibrated on the customers who have not left yet, it
-    rises with leading signals, and silence is a reason but not by itself an alarm.
-    ``lapse``: no purchase within the horizon; every customer silent past their own rhythm
-    scores high (a win-back list, not an early warning)."""
+    (:mod:`detectors.labels`). ``lapse`` (default): no purchase within the horizon unless
+    someone acts; leading signals raise it before any silence, and silence past the
+    customer's own rhythm raises it too. ``churn``: the relationship ends (the last order
+    is placed) within the horizon, asked only of customers who have not left yet; silence
+    is a reason but not by itself an alarm."""
+    label_horizon_days: Annotated[float, msgspec.Meta(ge=0)] = 0.0
+    """``lapse`` target: the horizon the model learns from (a snapshot's label is known this
+    long after it). 0: the horizon, at most ``MAX_LABEL_HORIZON_DAYS``, so labels arrive
+    within a season even for a long horizon; the learned probability is carried to the
+    horizon asked by the customer's own cadence (:func:`detectors.cadence.p_no_purchase`)."""
     prior_churn_rate: Annotated[float, msgspec.Meta(gt=0, lt=1)] = 0.1
     """``churn`` target: share of typical customers (who came back twice) expected to leave
     within a horizon; the rules start from it, higher for customers who came back less
@@ -69,6 +75,17 @@ class EngineConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     """Share of a customer's gaps that follow no personal rhythm (vacations and the like)."""
     sweep_overdue_ratios: tuple[float, ...] = (1.5, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0)
     """Re-evaluate a silent customer when silence reaches these multiples of the usual gap."""
+    overdue_medium: Positive = 2.0
+    overdue_high: Positive = 3.0
+    """A customer with a rhythm of their own (``rhythm_min_gaps``) silent this many usual
+    gaps is at least at medium, and at high, whatever the score: the field rule "at risk
+    after twice the usual gap". Re-evaluated at exactly these multiples."""
+    rhythm_min_gaps: Annotated[int, msgspec.Meta(ge=1)] = 3
+    """Gaps between orders before a customer's rhythm counts as their own."""
+    rhythm_rare: Annotated[float, msgspec.Meta(gt=0, lt=1)] = 0.05
+    """The silence must also be rarer than this among the customer's own gaps (log-normal):
+    a seasonal or irregular buyer, whose history holds long gaps, is not alarmed at the
+    multiple that alarms a regular."""
     min_sweep_interval_days: Positive = 1.0
     """Least time between two cadence checkpoints of one customer."""
     max_sweep_interval_days: Positive = 14.0
@@ -132,6 +149,8 @@ class EngineConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
             self.sweep_overdue_ratios
         ):
             raise ConfigError("sweep_overdue_ratios must be a non-empty ascending list")
+        if not self.overdue_medium < self.overdue_high:
+            raise ConfigError("overdue_medium must be below overdue_high")
         if 0 < self.expire_after_days < 2 * self.horizon_days:
             raise ConfigError("expire_after_days must be 0 (never) or at least twice the horizon")
 
@@ -161,20 +180,46 @@ class EngineConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
         return float(self.control_share.get(name, 0.0))
 
     @property
+    def overdue_ladder(self) -> tuple[float, ...]:
+        """Multiples of the usual gap at which a silent customer is looked at again.
+
+        >>> EngineConfig(sweep_overdue_ratios=(1.5, 4.0)).overdue_ladder
+        (1.5, 2.0, 3.0, 4.0)
+        """
+        return tuple(sorted({*self.sweep_overdue_ratios, self.overdue_medium, self.overdue_high}))
+
+    @property
     def horizon_ms(self) -> int:
         return int(self.horizon_days * DAY_MS)
 
     @property
+    def label_days(self) -> float:
+        """The horizon of the model's labels (see ``label_horizon_days``).
+
+        >>> EngineConfig().label_days, EngineConfig(horizon_days=273).label_days
+        (90.0, 90.0)
+        >>> EngineConfig(risk_target="churn", horizon_days=273).label_days
+        273
+        """
+        if self.risk_target == "churn":
+            return self.horizon_days
+        return self.label_horizon_days or min(self.horizon_days, MAX_LABEL_HORIZON_DAYS)
+
+    @property
+    def label_horizon_ms(self) -> int:
+        return int(self.label_days * DAY_MS)
+
+    @property
     def snapshot_interval_ms(self) -> int:
-        days = self.snapshot_interval_days or self.horizon_days / 3
+        days = self.snapshot_interval_days or self.label_days / 3
         return int(days * DAY_MS)
 
     @property
     def thresholds(self) -> tuple[float, float, float]:
         """Scores at which medium, high and critical begin: the settings, else the target's.
 
-        >>> EngineConfig(risk_target="lapse").thresholds, EngineConfig(high=0.35).thresholds
-        ((0.5, 0.7, 0.85), (0.17, 0.35, 0.38))
+        >>> EngineConfig(risk_target="churn").thresholds, EngineConfig(high=0.6).thresholds
+        ((0.17, 0.25, 0.38), (0.5, 0.6, 0.85))
         """
         medium, high, critical = LEVEL_DEFAULTS[self.risk_target]
         return (

@@ -14,7 +14,8 @@ from collections.abc import Iterator, MutableMapping
 from typing import NamedTuple
 
 from detectors.alerts import Alert, make_alert, transition
-from detectors.cadence import Cadence, p_no_purchase
+from detectors.cadence import Cadence, p_no_purchase, rhythm_level
+from detectors.calibration import logit, sigmoid
 from detectors.config import DAY_MS, HOUR_MS, EngineConfig
 from detectors.events import Event, RetentionAction
 from detectors.ingest import StateUpdater, key_hash, net_value, new_state
@@ -24,7 +25,7 @@ from detectors.model import ShardModel
 from detectors.partition import partition_for
 from detectors.playbook import Playbook
 from detectors.profile import Profile, customer_cadence, features, pack, profile, unpack
-from detectors.reasons import Reason, detect, rule_logit
+from detectors.reasons import CADENCE_CODES, Reason, detect, rule_logit
 from detectors.schedule import DueIndex
 from detectors.state import CustomerState, Snapshot
 
@@ -208,7 +209,10 @@ class Shard:
         reasons = detect(s, p)
         x = features(s, p)
         rl = rule_logit(p, reasons)
-        return Assessment(self.model.score(x, rl), reasons, x, rl, p)
+        score = self.model.score(x, rl)
+        if p.p_label != p.p_cadence:  # learned over the label horizon, asked over another
+            score = sigmoid(logit(score) + logit(p.p_cadence) - logit(p.p_label))
+        return Assessment(score, reasons, x, rl, p)
 
     def _evaluate(
         self, key: str, s: CustomerState, now: int, trigger: str, recovered: bool
@@ -219,8 +223,9 @@ class Shard:
         s.next_due = next_due(s, now, self.cfg, a.profile.cadence, self.labels)
         self.due.schedule(key, s.next_due)
         s.score = round(a.score, 6)
-        evidence = sum(r.weight for r in a.reasons if r.weight > 0)
-        kind, level = transition(s, a.score, evidence, now, recovered, self.cfg)
+        evidence = evidence_of(a.reasons, self.cfg)
+        floor = rhythm_floor(a, self.cfg)
+        kind, level = transition(s, a.score, evidence, now, recovered, self.cfg, floor)
         if kind is None:
             return []
         previous = s.level
@@ -245,6 +250,8 @@ class Shard:
             model_version=self.model.version,
             trigger=trigger,
             treatment=treatment_of(s),
+            expected_back=a.profile.expected_back,
+            act_by=a.profile.act_by,
         )
         self.ledger.on_alert(s, now, alert.alert_id, (x.action for x in alert.actions))
         if s.alert_open:
@@ -352,7 +359,9 @@ def next_due(s: CustomerState, now: int, cfg: EngineConfig, c: Cadence, labels: 
         gap = c.usual_gap_days * DAY_MS
         soonest = now + int(cfg.min_sweep_interval_days * DAY_MS)
         worth = CHECKPOINT_MIN_LAPSE
-        ratios = cfg.sweep_overdue_ratios
+        ratios = cfg.overdue_ladder
+        rhythm = c.own_gaps >= cfg.rhythm_min_gaps
+        floors = (cfg.overdue_medium, cfg.overdue_high)
         # each rung of the ladder once per silence: a rung is spent when the sweep scheduled
         # for it comes (however the usual gap drifted since) or when the silence passes it
         rung = s.checkpoint + (1 if s.checkpoint_ts and now >= s.checkpoint_ts else 0)
@@ -361,7 +370,11 @@ def next_due(s: CustomerState, now: int, cfg: EngineConfig, c: Cadence, labels: 
         s.checkpoint, s.checkpoint_ts = rung, 0
         for i in range(rung, len(ratios)):
             r = ratios[i]
-            if r == ratios[-1] or p_no_purchase(r * c.usual_gap_days, cfg.horizon_days, c) >= worth:
+            if (
+                r == ratios[-1]
+                or (rhythm and r in floors)
+                or p_no_purchase(r * c.usual_gap_days, cfg.horizon_days, c) >= worth
+            ):
                 t = max(base + math.ceil(r * gap) + 1, soonest)
                 s.checkpoint, s.checkpoint_ts = i, t
                 cands.append(t)
@@ -380,6 +393,47 @@ def next_due(s: CustomerState, now: int, cfg: EngineConfig, c: Cadence, labels: 
         cands.append(s.last_ts + cfg.expire_ms)
     later = [t for t in cands if t > now]
     return min(later) if later else 0
+
+
+def evidence_of(reasons: list[Reason], cfg: EngineConfig) -> float:
+    """The reasons' total log-odds push, the evidence a level needs
+    (:meth:`EngineConfig.evidence_level`). Silence alone, without a leading signal worth
+    a medium, supports medium at most: a customer who only went quiet is a win-back
+    case, and high and critical are kept for leading signals and for regulars past
+    their own rhythm (:func:`rhythm_floor`), so the volume stays one a team can work.
+
+    >>> from detectors.reasons import Reason
+    >>> quiet = Reason("order_overdue", "engagement", "", 3.0)
+    >>> ticket = Reason("ticket_unanswered", "service", "", 0.8)
+    >>> cfg = EngineConfig()
+    >>> cfg.evidence_level(evidence_of([quiet], cfg))
+    1
+    >>> cfg.evidence_level(evidence_of([quiet, ticket], cfg))
+    3
+    """
+    signals = sum(r.weight for r in reasons if r.weight > 0 and r.code not in CADENCE_CODES)
+    silence = sum(r.weight for r in reasons if r.weight > 0 and r.code in CADENCE_CODES)
+    if signals < cfg.evidence_medium:
+        return min(signals + silence, cfg.evidence_medium)
+    return signals + silence
+
+
+def rhythm_floor(a: Assessment, cfg: EngineConfig) -> int:
+    """The least level the customer's own rhythm asks for (0: none); only with the silence
+    reason shown, so the alert says why.
+
+    A regular silent past ``overdue_medium`` usual gaps is at medium, past ``overdue_high``
+    at high (:func:`~detectors.cadence.rhythm_level`).
+    """
+    if not any(r.code in CADENCE_CODES for r in a.reasons):
+        return 0
+    p = a.profile
+    return rhythm_level(
+        p.silence_days,
+        p.cadence.usual_gap_days,
+        p.rhythm_rare,
+        (cfg.overdue_medium, cfg.overdue_high),
+    )
 
 
 class Engine:

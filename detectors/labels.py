@@ -19,8 +19,9 @@ events and sweeps come; both hand decided snapshots to ``learn(snapshot, y)``.
   from customers as they are at any moment, as they are scored.
 * ``lapse``, :class:`LapseLabels`: *no purchase within the horizon after t?* 0 on a
   purchase within it, 1 when it passes without one, or an explicit outcome's; learned
-  when the horizon ends, in snapshot order. Snapshots are taken at the first look in
-  each grid cell. Every silent customer past their rhythm scores high: the win-back view.
+  when the horizon ends, in snapshot order. Snapshots are taken at the points of the
+  customer's time grid, as for ``churn``. The label horizon is ``EngineConfig.label_days``
+  (the horizon, at most 90 days), so labels arrive within a season.
 """
 
 from __future__ import annotations
@@ -57,6 +58,12 @@ def snapshot_cell(s: CustomerState, t: int, cfg: EngineConfig) -> int:
 def grid_point(s: CustomerState, t: int, cfg: EngineConfig) -> int:
     """The first point of the customer's snapshot grid after ``t``."""
     return s.first_ts + (snapshot_cell(s, t, cfg) + 1) * cfg.snapshot_interval_ms
+
+
+def on_grid(s: CustomerState, now: int, cfg: EngineConfig) -> bool:
+    """``now`` is within ``SNAPSHOT_WINDOW_MS`` after a grid point, past the first cell."""
+    cell = snapshot_cell(s, now, cfg)
+    return cell >= 1 and now - s.first_ts - cell * cfg.snapshot_interval_ms < SNAPSHOT_WINDOW_MS
 
 
 def confirm_ms(cfg: EngineConfig, c: Cadence) -> int:
@@ -96,10 +103,7 @@ class ChurnLabels:
     def snapshot_due(self, s: CustomerState, now: int, c: Cadence) -> bool:
         """Only at a grid point (a sweep comes due there), never in the first cell, and
         not of a customer already counted gone (``c``: the customer's cadence now)."""
-        cell = snapshot_cell(s, now, self.cfg)
-        if cell < 1 or now - s.first_ts - cell * self.cfg.snapshot_interval_ms >= (
-            SNAPSHOT_WINDOW_MS
-        ):
+        if not on_grid(s, now, self.cfg):
             return False
         return now - (s.last_order_ts or s.first_ts) < confirm_ms(self.cfg, c)
 
@@ -193,15 +197,18 @@ class LapseLabels:
     """
 
     def grid_sweep(self, s: CustomerState, silence_ms: int, c: Cadence) -> bool:
-        """No sweeps for snapshots: they come with the customer's own events and sweeps."""
-        return False
+        """Every customer still active gets a sweep at each grid point, where its snapshots
+        are taken: the model learns from customers at every moment of their silence, as
+        they are scored, not only when an event or a cadence checkpoint comes."""
+        return True
 
     def __init__(self, cfg: EngineConfig, learn: Learn) -> None:
         self.cfg = cfg
         self.learn = learn
 
     def snapshot_due(self, s: CustomerState, now: int, c: Cadence) -> bool:
-        return True
+        """Only at a grid point (a sweep comes due there), never in the first cell."""
+        return on_grid(s, now, self.cfg)
 
     def before_event(self, s: CustomerState, now: int, last_order: int) -> None:
         self._matured(s, now)
@@ -210,7 +217,7 @@ class LapseLabels:
         self._matured(s, now)
 
     def on_purchase(self, s: CustomerState, ts: int) -> None:
-        horizon = self.cfg.horizon_ms
+        horizon = self.cfg.label_horizon_ms
         s.snapshots = tuple(
             msgspec.structs.replace(snap, label=0)
             if snap.label < 0 and snap.ts < ts <= snap.ts + horizon
@@ -231,7 +238,7 @@ class LapseLabels:
         s.snapshots = ()
 
     def _matured(self, s: CustomerState, now: int) -> None:
-        horizon = self.cfg.horizon_ms
+        horizon = self.cfg.label_horizon_ms
         if s.snapshots and s.snapshots[0].ts + horizon <= now:
             keep = []
             for snap in s.snapshots:
@@ -243,7 +250,7 @@ class LapseLabels:
 
     def decide_at(self, s: CustomerState, c: Cadence) -> int:
         """The oldest label matures at the first snapshot-grid point after its horizon."""
-        return grid_point(s, s.snapshots[0].ts + self.cfg.horizon_ms - 1, self.cfg)
+        return grid_point(s, s.snapshots[0].ts + self.cfg.label_horizon_ms - 1, self.cfg)
 
 
 Labels = ChurnLabels | LapseLabels

@@ -6,7 +6,16 @@ import math
 import struct
 from typing import NamedTuple
 
-from detectors.cadence import Cadence, cadence, churn_prior, p_no_purchase, survival
+from detectors.cadence import (
+    Cadence,
+    cadence,
+    churn_prior,
+    own_survival,
+    p_gone,
+    p_no_purchase,
+    survival,
+)
+from detectors.calibration import logit
 from detectors.config import DAY_MS, HOUR_MS, EngineConfig
 from detectors.estimators import decay, mean
 from detectors.ingest import net_value
@@ -34,10 +43,26 @@ class Profile(NamedTuple):
     p_cadence: float
     p_cadence_fresh: float
     """The same probability right after a purchase: the customer's baseline."""
+    rhythm: bool
+    """The customer has a rhythm of their own (``rhythm_min_gaps`` gaps between orders)."""
+    rhythm_rare: bool
+    """... and the silence is rare by it (own survival below ``rhythm_rare``)."""
+    gone_push: float
+    """How far the silence moved the log-odds that the customer has left (BG/NBD's
+    P(dead), :func:`~detectors.cadence.p_gone`), for an overdue customer; 0 otherwise."""
+    p_label: float
+    """``p_cadence`` over the model's label horizon (``EngineConfig.label_days``): the rule
+    score and the features speak of the event the model learns."""
     p_prior: float
     """The rules' starting probability of the risk target: ``p_cadence`` for ``lapse``;
     for ``churn`` the configured share of customers who leave within a horizon, scaled
     by the customer's drop-out chance (:func:`~detectors.cadence.churn_prior`)."""
+    expected_back: int
+    """When the customer was expected to order again: the last order (first sight for one
+    who never ordered) plus the usual gap, epoch ms."""
+    act_by: int
+    """The last order plus ``overdue_high`` usual gaps: when silence alone makes the case
+    high, the last moment a retention action is still likely in time, epoch ms."""
     value: float
     high_value: bool
     tenure_days: float
@@ -65,10 +90,6 @@ class Profile(NamedTuple):
     reopened: float
 
 
-def _logit(p: float) -> float:
-    return math.log(p / (1.0 - p))
-
-
 def customer_cadence(s: CustomerState, cfg: EngineConfig, pop: Population) -> Cadence:
     """The customer's purchase rhythm: own gaps shrunk towards the population's."""
     return cadence(
@@ -85,6 +106,9 @@ def profile(s: CustomerState, now: int, cfg: EngineConfig, pop: Population) -> P
     overdue = silence / c.usual_gap_days
     # the baseline right after a purchase only matters to an overdue customer's reason
     p0 = p_no_purchase(0.0, cfg.horizon_days, c) if overdue >= 1.0 else p
+    label_days = cfg.label_days
+    rhythm = s.order_gap[0] >= cfg.rhythm_min_gaps
+    p_label = p if label_days == cfg.horizon_days else p_no_purchase(silence, label_days, c)
     value = net_value(s, now)
     dt = now - s.signals_ts
     f = decay(1.0, dt, cfg.signal_half_life_days * DAY_MS)
@@ -111,7 +135,15 @@ def profile(s: CustomerState, now: int, cfg: EngineConfig, pop: Population) -> P
         survival=survival(silence, c),
         p_cadence=p,
         p_cadence_fresh=p0,
-        p_prior=churn_prior(c.dropout, cfg.prior_churn_rate) if cfg.risk_target == "churn" else p,
+        rhythm=rhythm,
+        rhythm_rare=rhythm and own_survival(silence, s.order_gap) <= cfg.rhythm_rare,
+        gone_push=logit(p_gone(silence, c)) - logit(c.dropout) if overdue >= 1.0 else 0.0,
+        p_label=p_label,
+        p_prior=churn_prior(c.dropout, cfg.prior_churn_rate)
+        if cfg.risk_target == "churn"
+        else p_label,
+        expected_back=since + round(c.usual_gap_days * DAY_MS),
+        act_by=since + round(cfg.overdue_high * c.usual_gap_days * DAY_MS),
         value=value,
         high_value=value > 0 and value >= pop.high_value,
         tenure_days=max(now - s.first_ts, 0) / DAY_MS,
@@ -174,6 +206,7 @@ FEATURES = (
     "log_recent_orders",
     "order_rate_trend",
     "gap_trend",
+    "log_basket",
 )
 """Names of the global model's inputs, in the order of :func:`features`."""
 
@@ -181,7 +214,7 @@ FEATURES = (
 def features(s: CustomerState, p: Profile) -> list[float]:
     """The model's feature vector (ordered as :data:`FEATURES`)."""
     return [
-        _logit(p.p_cadence),
+        logit(p.p_label),
         math.log(max(p.survival, 1e-9)),
         math.log1p(p.silence_days),
         math.log(max(p.overdue, 1e-3)),
@@ -215,6 +248,7 @@ def features(s: CustomerState, p: Profile) -> list[float]:
         math.log1p(p.recent_orders),
         p.order_rate_trend,
         max(min(s.gap_trend, 3.0), -3.0),
+        mean(s.spend),
     ]
 
 

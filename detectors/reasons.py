@@ -9,11 +9,11 @@ customer's own numbers.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
 import msgspec
 
+from detectors.calibration import logit
 from detectors.profile import Profile
 from detectors.state import CustomerState
 
@@ -40,16 +40,19 @@ def _days(d: float) -> str:
     return f"{d:.0f} day" + ("" if round(d) == 1 else "s")
 
 
-def _logit(p: float) -> float:
-    return math.log(p / (1.0 - p))
-
-
 # engagement -----------------------------------------------------------------
 
 
 def overdue_order(s: CustomerState, p: Profile) -> Reason | None:
-    """Silent for longer than the customer's own rhythm (the core churn signal)."""
-    weight = _logit(p.p_cadence) - _logit(p.p_cadence_fresh)
+    """Silent for longer than the customer's own rhythm (the core churn signal).
+
+    The weight is how far the silence moved the odds of no purchase within the horizon,
+    or the odds that the customer has left (``gone_push``), whichever is more: for a
+    customer whose usual gap is longer than the horizon only the second moves. A customer
+    with a rhythm of their own is overdue only when their own gaps make the silence rare."""
+    if p.rhythm and not p.rhythm_rare:  # within the customer's own range of gaps
+        return None
+    weight = max(logit(p.p_cadence) - logit(p.p_cadence_fresh), p.gone_push)
     if p.overdue < 1.5 or weight <= 0.05:
         return None
     gap = p.cadence.usual_gap_days
@@ -315,7 +318,7 @@ def rule_logit(p: Profile, reasons: list[Reason]) -> float:
     learns what silence says of the customers still buying.
     """
     push = sum(r.weight for r in reasons if r.code not in CADENCE_CODES)
-    return _logit(p.p_prior) + min(push, MAX_SIGNAL_PUSH)
+    return logit(p.p_prior) + min(push, MAX_SIGNAL_PUSH)
 
 
 CADENCE_CODES = frozenset({"order_overdue", "no_second_order", "no_first_order"})

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from typing import IO
 
 from detectors import LEVELS, Engine
+from detectors.alerts import rfc3339
 
 HEADER = (
     "customer_id",
@@ -19,6 +20,8 @@ HEADER = (
     "orders",
     "alert_open",
     "reasons",
+    "expected_back",
+    "act_by",
 )
 
 
@@ -43,6 +46,8 @@ def score_rows(engine: Engine, as_of: int) -> Iterator[tuple[object, ...]]:
                     state.n_orders,
                     int(state.alert_open),
                     ";".join(r.code for r in a.reasons),
+                    rfc3339(a.profile.expected_back)[:10],
+                    rfc3339(a.profile.act_by)[:10],
                 )
             )
     rows.sort(key=lambda r: (-float(r[1]), str(r[0])))  # type: ignore[arg-type]

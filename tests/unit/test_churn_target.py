@@ -40,7 +40,7 @@ def learned(shard: Shard) -> Counter[int]:
 def test_the_policy_follows_the_setting() -> None:
     assert isinstance(Shard(EngineConfig(risk_target="churn")).labels, ChurnLabels)
     assert isinstance(Shard(EngineConfig(risk_target="lapse")).labels, LapseLabels)
-    assert isinstance(Shard(EngineConfig()).labels, ChurnLabels)
+    assert isinstance(Shard(EngineConfig()).labels, LapseLabels)
 
 
 def test_before_any_label_customers_who_came_back_less_often_score_higher() -> None:

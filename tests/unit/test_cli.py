@@ -94,8 +94,8 @@ RUNS = {
     "strict": ["replay", "bad.jsonl", "--alerts-out", "strict.jsonl", "--strict"],
     "score_a": ["score", "events.jsonl", "--as-of", AS_OF, "--out", "scores-a.csv"],
     "score_b": ["score", "events.jsonl", "--as-of", AS_OF, "--out", "scores-b.csv"],
-    "score_lapse": ["score", "events.jsonl", "--as-of", AS_OF, "--out", "scores-lapse.csv"]
-    + ["--risk-target", "lapse"],
+    "score_churn": ["score", "events.jsonl", "--as-of", AS_OF, "--out", "scores-churn.csv"]
+    + ["--risk-target", "churn"],
     "bad_target": ["score", "events.jsonl", "--as-of", AS_OF, "--risk-target", "soon"],
 }
 
@@ -210,9 +210,9 @@ def test_risk_target_flag_changes_what_the_score_means(
     work: Path, runs: dict[str, subprocess.CompletedProcess[str]]
 ) -> None:
     _ok(runs["score_a"])
-    _ok(runs["score_lapse"])
-    _, churn = _scores(work / "scores-a.csv")  # the default target
-    _, lapse = _scores(work / "scores-lapse.csv")
+    _ok(runs["score_churn"])
+    _, lapse = _scores(work / "scores-a.csv")  # the default target
+    _, churn = _scores(work / "scores-churn.csv")
     assert {r["customer_id"] for r in lapse} == {r["customer_id"] for r in churn}
     mean = {
         name: sum(float(r["risk_score"]) for r in rows) / len(rows)

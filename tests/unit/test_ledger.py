@@ -36,8 +36,11 @@ from streams.metrics import Metrics
 
 pytestmark = pytest.mark.unit
 
-LAPSE = EngineConfig(risk_target="lapse")
-"""The ledger's cases here open on silence, which only the ``lapse`` target alarms on."""
+STEPS: dict[str, float] = {"medium": 0.45, "high": 0.8, "critical": 0.9}
+"""Levels at which the silent monthly customer here opens a case at medium and escalates it
+later, so a case is followed through its levels (with the default levels a perfectly
+regular customer silent for twice their gap opens straight at high)."""
+LAPSE = EngineConfig(**STEPS)
 
 EVERY_LEVEL = ("medium", "high", "critical")
 
@@ -107,9 +110,7 @@ def test_assignment_is_a_keyed_hash_of_the_customer() -> None:
 
 
 def test_engine_assigns_each_case_by_the_hash_and_the_opening_level() -> None:
-    cfg = EngineConfig(
-        risk_target="lapse", control_share=dict.fromkeys(EVERY_LEVEL, 0.5), experiment_salt="s1"
-    )
+    cfg = EngineConfig(**STEPS, control_share=dict.fromkeys(EVERY_LEVEL, 0.5), experiment_salt="s1")
     engine = Engine(cfg, partitions=2)
     events = sorted((e for i in range(60) for e in monthly(f"c{i}", 6)), key=lambda e: e.ts)
     alerts = [a for e in events for a in engine.feed(e)]
@@ -131,7 +132,7 @@ def test_engine_assigns_each_case_by_the_hash_and_the_opening_level() -> None:
 def test_the_group_holds_for_the_whole_case(share: dict[str, float], arm: str) -> None:
     """The group is drawn with the opening level's share and escalation never switches it,
     whatever the higher levels' shares say."""
-    shard = Shard(EngineConfig(risk_target="lapse", control_share=share))
+    shard = Shard(EngineConfig(**STEPS, control_share=share))
     alerts = silent(shard)
     kinds = [a.kind for a in alerts]
     assert kinds[0] == "opened" and alerts[0].risk_level == "medium"
@@ -245,7 +246,7 @@ def test_an_explicit_outcome_inside_the_window_decides(said: str, outcome: str) 
 
 
 def test_one_jump_of_the_clock_counts_as_many_small_ticks() -> None:
-    cfg = EngineConfig(risk_target="lapse", control_share=dict.fromkeys(EVERY_LEVEL, 0.3))
+    cfg = EngineConfig(**STEPS, control_share=dict.fromkeys(EVERY_LEVEL, 0.3))
     events = sorted(
         (e for i in range(30) for e in monthly(f"c{i}", 5 + i % 4, start=i % 7)),
         key=lambda e: e.ts,
@@ -318,7 +319,7 @@ def test_actions_link_to_the_case_by_alert_id() -> None:
 
 
 def test_an_action_on_a_control_case_is_flagged() -> None:
-    shard = Shard(EngineConfig(risk_target="lapse", control_share={"medium": 1.0}))
+    shard = Shard(EngineConfig(**STEPS, control_share={"medium": 1.0}))
     alerts = silent(shard)
     feed(shard, [action("m", alerts[0].alert_id, ms(alerts[0].as_of) + DAY, "x", "sent")])
     assert dict(shard.ledger.counts.links) == {"control": 1}
@@ -387,7 +388,7 @@ def test_a_copy_of_the_state_does_not_share_the_case() -> None:
 
 
 def test_the_worker_exports_ledger_deltas_once() -> None:
-    shard = Shard(EngineConfig(risk_target="lapse", control_share={"medium": 1.0}))
+    shard = Shard(EngineConfig(**STEPS, control_share={"medium": 1.0}))
     alerts = silent(shard)
     feed(shard, [action("m", alerts[0].alert_id, ms(alerts[0].as_of) + DAY, "x", "sent")])
     registry = CollectorRegistry()

@@ -54,9 +54,9 @@ def test_bad_settings_are_plain_errors(tmp_path: Path, text: str, needle: str) -
 @pytest.mark.parametrize(
     ("engine", "levels"),
     [
-        ({}, (0.17, 0.25, 0.38)),
-        ({"risk_target": "lapse"}, (0.5, 0.7, 0.85)),
-        ({"high": 0.3}, (0.17, 0.3, 0.38)),
+        ({}, (0.5, 0.7, 0.85)),
+        ({"risk_target": "churn"}, (0.17, 0.25, 0.38)),
+        ({"risk_target": "churn", "high": 0.3}, (0.17, 0.3, 0.38)),
         ({"risk_target": "lapse", "critical": 0.9}, (0.5, 0.7, 0.9)),
     ],
 )
@@ -67,8 +67,8 @@ def test_levels_default_by_target_and_settings_override_them_one_by_one(
 
 
 def test_a_level_out_of_order_with_the_targets_defaults_names_them() -> None:
-    with pytest.raises(ConfigError, match=r"got 0.4, 0.25, 0.38 \(unset ones are the churn"):
-        EngineConfig.from_mapping({"medium": 0.4})
+    with pytest.raises(ConfigError, match=r"got 0.75, 0.7, 0.85 \(unset ones are the lapse"):
+        EngineConfig.from_mapping({"medium": 0.75})
 
 
 def test_missing_file_is_a_plain_error(tmp_path: Path) -> None:
