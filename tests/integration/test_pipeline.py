@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import random
+import re
+import time
 from pathlib import Path
 
 import pytest
@@ -118,3 +121,52 @@ def test_topics_create(stack) -> None:
     again = stack.run("topics", "create", "--partitions", "3")
     assert "created" not in again.stderr
     assert json.dumps(stack.settings.topic("events"))[1:-1] in again.stderr
+
+
+def test_a_silent_regular_is_raised_by_the_live_clock(stack) -> None:
+    """A regular whose last order was 2.3 usual gaps ago, among customers still buying: the
+    live worker's clock tick, not an event, opens the case at medium or above, with the
+    reason quoting the customer's own cadence."""
+    rng = random.Random(3)
+    now_ms = int(time.time() * 1000)
+    day = 86_400_000
+    records: list[tuple[int, bytes]] = []
+
+    def order(cid: str, ts: int, i: int) -> None:
+        event = {
+            "event_id": f"{cid}-{i}",
+            "event_type": "order",
+            "customer_id": cid,
+            "ts": ts,
+            "order_id": f"{cid}-o{i}",
+            "amount": round(rng.uniform(20, 80), 2),
+        }
+        records.append((ts, json.dumps(event).encode()))
+
+    last = now_ms - int(2.3 * 30 * day)
+    for i in range(12):  # monthly for a year, then silence
+        order("regular", last - (11 - i) * int(30 * day * rng.uniform(0.94, 1.06)), i)
+    for k in range(20):  # others who keep buying up to a few days ago
+        gap = rng.choice([7, 14, 30])
+        t, i = now_ms - 400 * day, 0
+        while t < now_ms - 3 * day:
+            order(f"p{k}", t, i)
+            t, i = t + int(gap * day * rng.uniform(0.7, 1.3)), i + 1
+    records.sort()
+    stack.create_topics()
+    stack.start_worker("--clock", "wall")
+    stack.produce([r for _, r in records])
+    got = stack.collect(
+        "alerts",
+        lambda recs: any(json.loads(r[1])["customer_id"] == "regular" for r in recs),
+        timeout=90,
+    )
+    mine = [a for a in (json.loads(r[1]) for r in got) if a["customer_id"] == "regular"]
+    assert mine, "the silent regular was never warned"
+    alert = mine[0]
+    assert alert["kind"] == "opened" and alert["risk_level"] in ("medium", "high", "critical")
+    assert alert["trigger"] == "sweep", "raised by the clock, not by an event"
+    assert alert["reasons"][0]["code"] == "order_overdue"
+    usual = re.search(r"usually every (\d+) days", alert["reasons"][0]["message"])
+    assert usual and 24 <= int(usual[1]) <= 34, alert["reasons"][0]["message"]
+    assert alert["expected_back"] < alert["as_of"] < alert["act_by"]  # RFC 3339 sorts
