@@ -209,6 +209,7 @@ class Shard:
         reasons = detect(s, p)
         x = features(s, p)
         rl = rule_logit(p, reasons)
+        x[-1] = rl
         score = self.model.score(x, rl)
         if p.p_label != p.p_cadence:  # learned over the label horizon, asked over another
             score = sigmoid(logit(score) + logit(p.p_cadence) - logit(p.p_label))

@@ -207,6 +207,7 @@ FEATURES = (
     "order_rate_trend",
     "gap_trend",
     "log_basket",
+    "rule_logit",
 )
 """Names of the global model's inputs, in the order of :func:`features`."""
 
@@ -249,6 +250,7 @@ def features(s: CustomerState, p: Profile) -> list[float]:
         p.order_rate_trend,
         max(min(s.gap_trend, 3.0), -3.0),
         mean(s.spend),
+        0.0,
     ]
 
 

@@ -9,13 +9,14 @@ customer's own numbers.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import msgspec
 
 from detectors.calibration import logit
 from detectors.profile import Profile
-from detectors.state import CustomerState
+from detectors.state import ORDER_SHORT_DAYS, CustomerState
 
 CATEGORIES = ("service", "price", "product", "engagement", "value")
 
@@ -115,6 +116,27 @@ def browsing_without_buying(s: CustomerState, p: Profile) -> Reason | None:
             0.3,
         )
     return None
+
+
+def spend_halved(s: CustomerState, p: Profile) -> Reason | None:
+    """Partial defection: a customer still buying on rhythm spends half as much per month
+    as usual (fewer orders, smaller baskets, or both): money lost before any silence."""
+    if s.n_orders < 4 or p.overdue >= 1.5 or p.tenure_days < 2 * ORDER_SHORT_DAYS:
+        return None
+    # orders per month from the trend of the recent gaps against the usual ones (a
+    # decayed order count would also fall with an ordinary silence)
+    orders = math.exp(-max(min(s.gap_trend, 3.0), -3.0))
+    basket = 1.0 + p.spend_change
+    per_month = orders * basket
+    if per_month > 0.5:
+        return None
+    return _r(
+        "spend_halved",
+        "engagement",
+        f"spending {per_month:.0%} of their usual per month while still buying "
+        f"(orders at {orders:.0%}, baskets at {basket:.0%} of usual)",
+        0.6,
+    )
 
 
 def unpaid_order(s: CustomerState, p: Profile) -> Reason | None:
@@ -282,6 +304,7 @@ DETECTORS: tuple[Detector, ...] = (
     overdue_order,
     visits_thinning,
     browsing_without_buying,
+    spend_halved,
     unpaid_order,
     unanswered_ticket,
     severe_unresolved,

@@ -142,6 +142,12 @@ def catalogue() -> list[tuple[str, list[Event], list[float]]]:
     quality.order(97, order_id="x2", status="placed").order(97.5, order_id="x2", status="cancelled")
     case(quality, 98, 130)
     case(Builder("vip").monthly(6, amount=900.0), 151, 200)
+    halving = Builder("halving")
+    for k in range(60):  # every 10 days for 600 days, then every 25 days at half the basket
+        halving.order(10 * k)
+    for k in range(5):
+        halving.order(615 + 25 * k, amount=30.0)
+    case(halving, 717)
     return out
 
 
@@ -219,6 +225,7 @@ def test_catalogue_reaches_every_family_and_the_expected_codes() -> None:
     assert {"price_complaint", "discount_reliant", "basket_declining"} <= seen["price"]
     assert {"quality_complaint", "returns_cancels"} <= seen["quality"]
     assert "high_value" in seen["vip"]
+    assert "spend_halved" in seen["halving"]
     assert seen["new"] == set()
 
 
