@@ -27,6 +27,7 @@ COMPLAINT_GROUP = {
 OCCASION_MS = 12 * HOUR_MS
 """Orders closer than this are one purchase occasion: they add no gap to the cadence."""
 EW_ALPHA = 0.3
+GOOD_SATISFACTION = 4
 """Weight of the newest value in exponentially weighted customer averages."""
 
 
@@ -95,6 +96,7 @@ class StateUpdater:
         self._var = RunningVar()
         self._drift = SpendDrift()
         self._half_life = config.signal_half_life_days * DAY_MS
+        self._sla = config.response_sla_hours * HOUR_MS
         self._short = config.visit_short_days * DAY_MS
         self._long = config.visit_long_days * DAY_MS
 
@@ -208,6 +210,24 @@ class StateUpdater:
         elif e.intent == "inquiry":
             s.inquiries_since_order += 1
 
+    def _recovered(self, t: OpenTicket, e: Ticket) -> bool:
+        """Service recovery (shared DOMAIN page): a complaint answered within the SLA, never
+        reopened, and resolved with good satisfaction (4 or 5) leaves no lasting risk."""
+        answered = t.responded_ts and t.responded_ts - t.opened_ts <= self._sla
+        good = e.satisfaction is not None and e.satisfaction >= GOOD_SATISFACTION
+        return bool(answered and good and not t.reopened)
+
+    def _forget_complaint(self, s: CustomerState, t: OpenTicket, ts: int) -> None:
+        """Take a recovered complaint's count out again, as much of it as is left."""
+        left = decay(1.0, ts - t.opened_ts, self._half_life)
+        group = COMPLAINT_GROUP.get(t.category, "service")
+        if group == "service":
+            s.complaints_service = max(s.complaints_service - left, 0.0)
+        elif group == "price":
+            s.complaints_price = max(s.complaints_price - left, 0.0)
+        else:
+            s.complaints_product = max(s.complaints_product - left, 0.0)
+
     def _ticket(self, s: CustomerState, e: Ticket, ts: int) -> None:
         key = key_hash(e.ticket_id)
         found = next((t for t in s.open_tickets if t.key == key), None)
@@ -249,6 +269,8 @@ class StateUpdater:
                 )
         elif found is not None:  # resolved or closed
             s.open_tickets = tuple(t for t in s.open_tickets if t is not found)
+            if self._recovered(found, e):
+                self._forget_complaint(s, found, ts)
         if e.satisfaction is not None:
             first = s.satisfaction == 0.0
             s.satisfaction += (e.satisfaction - s.satisfaction) * (1.0 if first else EW_ALPHA)

@@ -6,7 +6,7 @@ order, merged with a heap of pending events that the campaign adds as alerts com
 and a sweep tick every hour moves every shard's clock (as a worker's timer would):
 
 * marketing acts on a **treated** case's ``opened`` or ``escalated`` alert at a level in
-  :attr:`CampaignConfig.levels` (high and critical by default): the alert's first
+  :attr:`CampaignConfig.levels` (every level by default): the alert's first
   recommended action is reported ``sent`` a day later and ``delivered`` (or, for a
   :attr:`~CampaignConfig.failure_share`, ``failed``) a few hours after that;
 * the first delivered action of a case works on a known share of the customers who would
@@ -53,7 +53,7 @@ class CampaignConfig:
     effect: float = 0.3
     """Share of treated customers reached by an action who would not have come back within
     the recovery window and now do."""
-    levels: tuple[str, ...] = ("high", "critical")
+    levels: tuple[str, ...] = ("medium", "high", "critical")
     """Alert levels marketing acts on."""
     failure_share: float = 0.05
     """Deliveries that fail (no effect)."""

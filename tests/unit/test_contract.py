@@ -131,7 +131,7 @@ def catalogue() -> list[tuple[str, list[Event], list[float]]]:
     for k in range(3):
         complaints.ticket(61 + k, f"t{k}", "opened", category="account")
         complaints.ticket(61.1 + k, f"t{k}", "responded")
-        complaints.ticket(61.5 + k, f"t{k}", "resolved", satisfaction=4)
+        complaints.ticket(61.5 + k, f"t{k}", "resolved", satisfaction=3)
     case(complaints, 65)
     price = Builder("price").monthly(5, amount=150.0).monthly(4, start=150, amount=30, discount=5.0)
     price.ticket(242, "t1", "opened", category="price").ticket(243, "t1", "resolved")
