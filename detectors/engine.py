@@ -396,12 +396,19 @@ def next_due(s: CustomerState, now: int, cfg: EngineConfig, c: Cadence, labels: 
     return min(later) if later else 0
 
 
+SILENCE_CODES = CADENCE_CODES | {"visits_declining", "browsing_not_buying"}
+"""Silence and what comes with it: visits thin out and browsing stops buying when a
+customer goes quiet, so these say no more than the silence does."""
+
+
 def evidence_of(reasons: list[Reason], cfg: EngineConfig) -> float:
     """The reasons' total log-odds push, the evidence a level needs
-    (:meth:`EngineConfig.evidence_level`). Silence alone, without a leading signal worth
-    a medium, supports medium at most: a customer who only went quiet is a win-back
-    case, and high and critical are kept for leading signals and for regulars past
-    their own rhythm (:func:`rhythm_floor`), so the volume stays one a team can work.
+    (:meth:`EngineConfig.evidence_level`).
+
+    Silence alone (:data:`SILENCE_CODES`), without a leading signal worth a medium,
+    supports medium at most: a customer who only went quiet is a win-back case, and
+    high and critical are kept for leading signals and for regulars past their own
+    rhythm (:func:`rhythm_floor`), so the volume stays one a team can work.
 
     >>> from detectors.reasons import Reason
     >>> quiet = Reason("order_overdue", "engagement", "", 3.0)
@@ -412,8 +419,8 @@ def evidence_of(reasons: list[Reason], cfg: EngineConfig) -> float:
     >>> cfg.evidence_level(evidence_of([quiet, ticket], cfg))
     3
     """
-    signals = sum(r.weight for r in reasons if r.weight > 0 and r.code not in CADENCE_CODES)
-    silence = sum(r.weight for r in reasons if r.weight > 0 and r.code in CADENCE_CODES)
+    signals = sum(r.weight for r in reasons if r.weight > 0 and r.code not in SILENCE_CODES)
+    silence = sum(r.weight for r in reasons if r.weight > 0 and r.code in SILENCE_CODES)
     if signals < cfg.evidence_medium:
         return min(signals + silence, cfg.evidence_medium)
     return signals + silence
