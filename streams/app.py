@@ -23,7 +23,7 @@ from streams.metrics import Metrics
 from streams.pipeline import DEFAULT_TYPES, Pipeline, PipelineConfig, Record
 from streams.privacy import Pseudonymiser
 from streams.settings import Settings
-from streams.tables import LocalStore
+from streams.tables import LocalStore, StateInconsistent, guard_changelog
 from streams.topics import STATE_TABLE, input_roles
 
 log = logging.getLogger(__name__)
@@ -220,6 +220,7 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
     input_types = {
         settings.topic(role): DEFAULT_TYPES.get(role, "outcome") for role in input_roles(settings)
     }
+    local = LocalStore(state_table)
     pipeline = Pipeline(
         PipelineConfig(
             partitions=n,
@@ -230,13 +231,14 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
         ),
         settings.engine_config(),
         settings.playbook(),
-        LocalStore(state_table),
+        local,
         Sink(),
         metrics,
         wall_ms,
         publish=pseudonymiser(settings),
         refetch=refetch,
     )
+    guard_changelog(state_table, local, pipeline.stale_changelog)
     sources = list(input_types)
     if settings.clock == "wall":
         sources.append(settings.topic("ticks"))
@@ -256,6 +258,10 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
                 batch.append(Record(m.topic, m.partition, m.offset, m.key, m.value, stamp))
             try:
                 await pipeline.handle_batch(batch)
+            except StateInconsistent as exc:
+                log.critical("stopping: %s", exc)
+                await app.crash(exc)
+                raise
             except Exception as exc:
                 # a batch that cannot be made durable must stop the worker, not stall it:
                 # its records are not acked, so a restarted worker processes them again

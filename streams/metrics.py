@@ -151,6 +151,17 @@ class Metrics:
             ["signal"],
             registry=r,
         )
+        self.inconsistencies = Counter(
+            p + "state_inconsistencies",
+            "Local state found to disagree with the changelog, by check: stale_changelog "
+            "(old changelog records the table recovery tried to write over newer local "
+            "states; dropped), restore_mismatch (a restored partition does not match its "
+            "newest checkpoint; the worker wipes its copy and stops).",
+            ["check"],
+            registry=r,
+        )
+        for check in ("stale_changelog", "restore_mismatch"):
+            self.inconsistencies.labels(check)
         self.rebalances = Counter(
             p + "rebalances", "Partition assignments this worker went through.", registry=r
         )

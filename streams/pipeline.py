@@ -69,6 +69,7 @@ from streams.tables import (
     Checkpoint,
     LocalStore,
     PartitionStore,
+    StateInconsistent,
     checkpoint_key,
     decode_checkpoint,
     encode_checkpoint,
@@ -202,8 +203,10 @@ class Pipeline:
             # re-written with the next checkpoint
             store.restore(ckpt.states)
             offsets, clock, ledger = dict(ckpt.offsets), ckpt.clock, Counter(ckpt.ledger)
+            self._verify(store, ckpt)
         else:
             model, offsets, clock, ledger = ShardModel(self.engine_cfg), {}, 0, Counter()
+            store.verify(None)
         shard = Shard(self.engine_cfg, self.playbook, store=store, model=model)
         shard.clock = clock
         part = self.parts[p] = Partition(
@@ -219,6 +222,37 @@ class Pipeline:
             offsets,
         )
         return part
+
+    def _verify(self, store: PartitionStore, ckpt: Checkpoint) -> None:
+        """Check the restored partition against its checkpoint's digest. On a mismatch the
+        local copy is wiped (the next recovery reads the whole changelog) and
+        :class:`StateInconsistent` stops the worker: never go on with wrong state."""
+        try:
+            store.verify(ckpt.digest)
+        except StateInconsistent as exc:
+            p = store.partition
+            self.m.inconsistencies.labels("restore_mismatch").inc()
+            log.critical(
+                "%s at input offsets %s; wiping the local copy of partition %d, which is "
+                "rebuilt from the changelog when the worker starts again",
+                exc,
+                ckpt.offsets,
+                p,
+            )
+            self.local.wipe(p, self.cfg.partitions)
+            raise
+
+    def stale_changelog(self, dropped: Counter[int]) -> None:
+        """Faust tried to write changelog records older than the local store (see
+        :func:`streams.tables.guard_changelog`): they were dropped; say so."""
+        for p, n in sorted(dropped.items()):
+            self.m.inconsistencies.labels("stale_changelog").inc(n)
+            log.warning(
+                "partition %d: dropped %d changelog records older than the local store "
+                "(held over by the table recovery from an earlier round)",
+                p,
+                n,
+            )
 
     async def revoke(self, partitions: set[int]) -> None:
         """Drop the shards of revoked partitions, ending each changelog with a fence record.
@@ -440,6 +474,7 @@ class Pipeline:
                 part.shard.model.to_bytes(),
                 states,
                 dict(part.ledger),
+                part.store.digest,
             )
             head = (checkpoint_key(p), encode_checkpoint(ckpt))
             futures = [await self.sink.changelog(p, *head)]

@@ -17,16 +17,27 @@ is therefore consistent: a restarted worker takes the newest checkpoint, lays
 its states over the per-customer values, and skips input records at or below
 its offsets. Alerts of a batch whose checkpoint was lost are re-sent with the
 same ``alert_id``.
+
+The local store must agree with the changelog, and two things guard that.
+:func:`guard_changelog` keeps faust from writing a changelog record into the local
+store that is not newer than what the store already holds: faust's recovery keeps the
+records that arrive after it has declared itself done (beyond the end offset the broker
+reported) and applies them at the start of its *next* recovery, over the states the
+worker wrote in between. And each checkpoint carries a *digest* of the partition's
+customers (:func:`state_digest`, combined by XOR), which a worker restoring the
+partition checks against what its store holds (:meth:`PartitionStore.verify`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, MutableMapping
+import hashlib
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, MutableMapping
 from typing import Any
 
 import msgspec
 
-from detectors import CustomerState, partition_for
+from detectors import ChurnwatchError, CustomerState, partition_for
 
 CHECKPOINT_PREFIX = "\x00checkpoint/"
 FENCE_PREFIX = "\x00fence/"
@@ -60,6 +71,25 @@ class Checkpoint(msgspec.Struct, array_like=True):
     ledger: dict[str, int] = msgspec.field(default_factory=dict)
     """Input records of the partition's history by outcome (processed, duplicate,
     dead_lettered), as of ``offsets``. Absent in checkpoints of older workers."""
+    digest: int | None = None
+    """XOR of :func:`state_digest` over every customer of the partition as of ``offsets``
+    (``None`` in checkpoints of older workers: not checked)."""
+
+
+class StateInconsistent(ChurnwatchError):
+    """A partition's local store disagrees with its newest checkpoint."""
+
+
+def state_digest(key: str, raw: bytes) -> int:
+    """A customer's contribution to a partition digest (64 bits).
+
+    >>> state_digest("c1", b"x") == state_digest("c1", b"x") != state_digest("c1", b"y")
+    True
+    """
+    h = hashlib.blake2b(key.encode(), digest_size=8)
+    h.update(b"\x00")
+    h.update(raw)
+    return int.from_bytes(h.digest(), "big")
 
 
 CHECKPOINT_VERSION = 1
@@ -87,6 +117,20 @@ class LocalStore:
         self.table = table
         self.store = table.data
         self.rocks = hasattr(self.store, "_db_for_partition")
+        self._applied: dict[int, int] = {}
+
+    def applied_offset(self, partition: int) -> int | None:
+        """The changelog offset up to which the store holds the changelog (``None``:
+        unknown): RocksDB's persisted offset, or what this process wrote and applied."""
+        if self.rocks:
+            offset: int | None = self.store.persisted_offset(self._tp(partition))
+            return offset
+        return self._applied.get(partition)
+
+    def applied(self, partition: int, offset: int) -> None:
+        """Faust applied changelog records up to ``offset`` (RocksDB records it itself)."""
+        if not self.rocks:
+            self._applied[partition] = max(offset, self._applied.get(partition, -1))
 
     def get(self, partition: int, key: str) -> bytes | None:
         if self.rocks:
@@ -116,6 +160,35 @@ class LocalStore:
                     data.pop(key, None)
                 else:
                     data[key] = value
+            if offset is not None:
+                self.applied(partition, offset)
+
+    def items(self, partition: int, partitions: int) -> Iterator[tuple[str, bytes]]:
+        """Customer keys and values of one partition (a full scan)."""
+        for key in self.keys(partition, partitions):
+            raw = self.get(partition, key)
+            if raw:
+                yield key, raw
+
+    def wipe(self, partition: int, partitions: int) -> None:
+        """Forget one partition: every key and the applied offset, so that the next
+        recovery reads the partition's whole changelog."""
+        if self.rocks:
+            db = self.store._db_for_partition(partition)
+            index = self.store._key_index
+            for raw in list(db.keys()):
+                db.delete(raw)
+                index.pop(raw, None)
+            return
+        data = self.store.data
+        for key in list(data):
+            if is_customer_key(key):
+                mine = partitions == 1 or partition_for(key, partitions) == partition
+            else:  # the partition's checkpoint and fence
+                mine = key.endswith(f"/{partition}")
+            if mine:
+                del data[key]
+        self._applied.pop(partition, None)
 
     def keys(self, partition: int, partitions: int) -> Iterator[str]:
         """Customer keys of one partition (a full scan: only when a partition is assigned)."""
@@ -149,6 +222,13 @@ class PartitionStore(MutableMapping[str, CustomerState]):
         self.partitions = partitions
         self.dirty: dict[str, bytes] = {}
         self.dirty_bytes = 0
+        self.digest = 0
+        """XOR of :func:`state_digest` over the partition's customers as they are now
+        (kept up to date by every write; computed in full by :meth:`verify`)."""
+
+    def _current(self, key: str) -> bytes | None:
+        raw = self.dirty[key] if key in self.dirty else self.local.get(self.partition, key)
+        return raw or None
 
     def __getitem__(self, key: str) -> CustomerState:
         raw = self.dirty.get(key)
@@ -166,6 +246,10 @@ class PartitionStore(MutableMapping[str, CustomerState]):
 
     def __setitem__(self, key: str, value: CustomerState) -> None:
         raw = value.to_bytes()
+        before = self._current(key)
+        if before is not None:
+            self.digest ^= state_digest(key, before)
+        self.digest ^= state_digest(key, raw)
         old = self.dirty.get(key)
         self.dirty_bytes += len(raw) + len(key) - (len(old) + len(key) if old else 0)
         self.dirty[key] = raw
@@ -173,8 +257,10 @@ class PartitionStore(MutableMapping[str, CustomerState]):
     def __delitem__(self, key: str) -> None:
         """Expire a customer: ``b""`` marks the deletion until the next checkpoint, which
         writes a tombstone (compaction then drops the key from the changelog)."""
-        if key not in self:
+        before = self._current(key)
+        if before is None:
             raise KeyError(key)
+        self.digest ^= state_digest(key, before)
         old = self.dirty.get(key)
         self.dirty_bytes += len(key) - (len(old) + len(key) if old else 0)
         self.dirty[key] = DELETED
@@ -207,6 +293,63 @@ class PartitionStore(MutableMapping[str, CustomerState]):
             self.dirty[key] = raw
             self.dirty_bytes += len(key) + len(raw)
 
+    def verify(self, want: int | None) -> int:
+        """Compute the digest of the partition as the store and the pending states hold it;
+        raise :class:`StateInconsistent` if it is not ``want`` (``None``: not checked)."""
+        digest = 0
+        dirty = self.dirty
+        for key, raw in self.local.items(self.partition, self.partitions):
+            if key not in dirty:
+                digest ^= state_digest(key, raw)
+        for key, raw in dirty.items():
+            if raw:
+                digest ^= state_digest(key, raw)
+        self.digest = digest
+        if want is not None and digest != want:
+            raise StateInconsistent(
+                f"partition {self.partition}: the local store does not match the newest "
+                f"checkpoint (digest {digest:016x}, checkpoint {want:016x})"
+            )
+        return digest
+
+
+def guard_changelog(
+    table: Any, local: LocalStore, on_stale: Callable[[Counter[int]], None]
+) -> None:
+    """Make ``table`` drop changelog records that are not newer than its local store.
+
+    A record at or below the store's applied offset is already in the store, or was
+    overwritten since by a newer one: faust applies such records only when its recovery
+    held them over from an earlier round (see the module doc), and writing them would put
+    old customer states back. ``on_stale`` gets the count dropped per partition.
+    """
+    apply = table.apply_changelog_batch
+
+    def apply_fresh(batch: Iterable[Any]) -> None:
+        fresh = []
+        stale: Counter[int] = Counter()
+        limits: dict[int, int | None] = {}
+        newest: dict[int, int] = {}
+        for event in batch:
+            message = event.message
+            partition, offset = message.partition, message.offset
+            if partition not in limits:
+                limits[partition] = local.applied_offset(partition)
+            limit = limits[partition]
+            if limit is not None and offset <= limit:
+                stale[partition] += 1
+                continue
+            fresh.append(event)
+            newest[partition] = max(offset, newest.get(partition, -1))
+        if stale:
+            on_stale(stale)
+        if fresh:
+            apply(fresh)
+            for partition, offset in newest.items():
+                local.applied(partition, offset)
+
+    table.apply_changelog_batch = apply_fresh
+
 
 __all__ = [
     "CHECKPOINT_VERSION",
@@ -214,9 +357,12 @@ __all__ = [
     "Checkpoint",
     "LocalStore",
     "PartitionStore",
+    "StateInconsistent",
     "checkpoint_key",
     "decode_checkpoint",
     "encode_checkpoint",
     "fence_key",
+    "guard_changelog",
     "is_customer_key",
+    "state_digest",
 ]

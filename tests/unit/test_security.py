@@ -280,6 +280,7 @@ def label_bounds() -> dict[str, set[str]]:
         "signal": set(SIGNALS),
         "action": {play.action for play in DEFAULT_PLAYS},
         "returns": set(GROUP_LABELS),
+        "check": {"stale_changelog", "restore_mismatch"},
     }
 
 
