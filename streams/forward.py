@@ -34,7 +34,7 @@ from aiokafka.errors import KafkaError
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 from detectors import ChurnwatchError, ConfigError
-from streams.kafka import client_options
+from streams.kafka import client_options, leaves_group_on_stop, set_leave_group_on_stop
 from streams.metrics import LATENCY_BUCKETS
 from streams.settings import Settings
 from streams.topics import create_topics
@@ -287,6 +287,7 @@ class Forwarder:
     async def run(self, stop: asyncio.Event) -> None:
         s = self.settings
         await create_topics(s, only={self.topic, self.dlq_topic, self.acks_topic})
+        set_leave_group_on_stop(await leaves_group_on_stop(s))
         opts = client_options(s)
         self.producer = AIOKafkaProducer(**opts, acks="all", linger_ms=1)
         session_ms = int(s.session_timeout_s * 1000)

@@ -125,6 +125,10 @@ class Settings(BaseSettings):
     """Checkpoint early once the changed states reach this size (a checkpoint is one
     Kafka message: keep it under the brokers' ``message.max.bytes``, 1 MB by default)."""
     session_timeout_s: float = Field(10.0, gt=0)
+    leave_group_on_stop: bool | None = None
+    """Send LeaveGroup on stop, so the group rebalances at once. By default on, except
+    on a tansu broker (the embedded one), whose coordinator can then livelock the group;
+    members stopped there are evicted after ``session_timeout_s``."""
     fetch_wait_ms: int = Field(50, ge=1, le=1500)
     """Consumer fetch wait; Faust 0.15.3 hard-codes 1500 ms, we patch it (see streams/app.py)."""
     commit_interval_s: float = Field(1.0, gt=0)

@@ -9,6 +9,7 @@ import faust
 from aiokafka.errors import KafkaConnectionError
 
 from streams.app import create_app
+from streams.kafka import leaves_group_on_stop, set_leave_group_on_stop
 from streams.metrics import Metrics
 from streams.settings import Settings
 from streams.topics import TopicError, check_copartitioned, create_topics, worker_topics
@@ -17,11 +18,16 @@ log = logging.getLogger(__name__)
 
 
 async def prepare_topics(settings: Settings, create: bool) -> None:
-    """Create the worker's missing topics (optional), then check co-partitioning."""
+    """Create the worker's missing topics (optional), check co-partitioning, and
+    choose whether the worker leaves its group when it stops."""
     try:
         if create:
             await create_topics(settings, only=worker_topics(settings) | _outputs(settings))
         await check_copartitioned(settings)
+        leave = await leaves_group_on_stop(settings)
+        set_leave_group_on_stop(leave)
+        if not leave:
+            log.info("no LeaveGroup on stop: the group evicts this worker after its session")
     except KafkaConnectionError as exc:  # a plain message; the error names hosts only
         raise TopicError(f"cannot reach the brokers {settings.broker}: {exc}") from None
 
